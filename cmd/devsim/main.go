@@ -1,0 +1,35 @@
+// Command devsim runs device simulators for tests, demos and the bench.
+//
+// Each simulator is a subcommand in its own file (modbus.go, …). A
+// subcommand prints one line per endpoint it serves ("tcp: ADDR",
+// "rtu: /dev/pts/N", …) on stdout, then "ready", and logs to stderr.
+package main
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"github.com/spf13/cobra"
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	root := &cobra.Command{
+		Use:           "devsim",
+		Short:         "Device simulators: Modbus TCP/RTU/ASCII slaves",
+		SilenceUsage:  true,
+		SilenceErrors: true,
+	}
+	// One constructor per simulator; add new ones here.
+	root.AddCommand(
+		newModbusCmd(),
+	)
+	if err := root.ExecuteContext(ctx); err != nil {
+		fmt.Fprintln(os.Stderr, "devsim:", err)
+		os.Exit(1)
+	}
+}

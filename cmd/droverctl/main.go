@@ -1,0 +1,18 @@
+// Command droverctl is the operator CLI for a Drover hub (localhub or Azure
+// IoT Hub): device identities, twins, direct methods, queries, telemetry and
+// enrollment groups, over the hub's service REST API.
+package main
+
+import (
+	"context"
+	"os"
+	"os/signal"
+	"syscall"
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	code := run(ctx, os.Args[1:], os.Stdout, os.Stderr, os.Getenv)
+	stop()
+	os.Exit(code)
+}
