@@ -103,7 +103,9 @@ func TestDirectMethodOfflineTimeoutAndBadInput(t *testing.T) {
 	other := env.CreateDevice(t, "other")
 	o := env.Connect(t, "other", other.PrimaryKey)
 	done := make(chan response, 1)
-	go func() { done <- a.do("POST", "/twins/pump-1/methods", `{"methodName":"x","responseTimeoutInSeconds":2}`) }()
+	go func() {
+		done <- a.do("POST", "/twins/pump-1/methods", `{"methodName":"x","responseTimeoutInSeconds":2}`)
+	}()
 	req := d.Await(t, "$iothub/methods/POST/#", 5*time.Second)
 	rid := req.Topic()[strings.Index(req.Topic(), "$rid=")+5:]
 	if err := o.Publish("$iothub/methods/res/200/?$rid="+rid, 0, []byte(`{"hijack":true}`)); err != nil {
@@ -112,7 +114,9 @@ func TestDirectMethodOfflineTimeoutAndBadInput(t *testing.T) {
 	if r := <-done; r.Status != 504 {
 		t.Fatalf("another device answered the call: %d %s", r.Status, r.Body)
 	}
-	go func() { done <- a.do("POST", "/twins/pump-1/methods", `{"methodName":"x","responseTimeoutInSeconds":5}`) }()
+	go func() {
+		done <- a.do("POST", "/twins/pump-1/methods", `{"methodName":"x","responseTimeoutInSeconds":5}`)
+	}()
 	req = d.Await(t, "$iothub/methods/POST/#", 5*time.Second)
 	rid = req.Topic()[strings.Index(req.Topic(), "$rid=")+5:]
 	if err := d.Publish("$iothub/methods/res/200/?$rid="+rid, 0, []byte(`{not json`)); err != nil {

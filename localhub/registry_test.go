@@ -108,11 +108,11 @@ func TestRegistryListStatisticsBulk(t *testing.T) {
 	}
 	// Mixed result: per-device errors, the rest applied.
 	mixed := a.must(400, "POST", "/devices", []map[string]any{
-		{"id": "dev-000", "importMode": "create"},       // exists
-		{"id": "dev-001", "importMode": "Delete"},       // mixed case, as the Node SDK sends
+		{"id": "dev-000", "importMode": "create"}, // exists
+		{"id": "dev-001", "importMode": "Delete"}, // mixed case, as the Node SDK sends
 		{"id": "dev-002", "importMode": "update", "status": "disabled"},
-		{"id": "bad id", "importMode": "create"},        // invalid id
-		{"id": "dev-003", "importMode": "frobnicate"},   // unknown mode
+		{"id": "bad id", "importMode": "create"},      // invalid id
+		{"id": "dev-003", "importMode": "frobnicate"}, // unknown mode
 	}).json(t)
 	errs := mixed["errors"].([]any)
 	if mixed["isSuccessful"] != false || len(errs) != 3 {

@@ -3,6 +3,7 @@ package plugins
 import (
 	"context"
 	"errors"
+	"time"
 
 	pluginpb "github.com/drover-iot/drover/plugins/proto"
 	"google.golang.org/grpc/codes"
@@ -133,7 +134,13 @@ func fromRPC(ctx context.Context, op string, err error) error {
 	}
 	code, msg := codeFromStatus(err)
 	re := &rpcError{op: op, err: &Error{Code: code, Msg: msg}, cause: []error{err}}
-	if ctxErr := ctx.Err(); ctxErr != nil {
+	ctxErr := ctx.Err()
+	if dl, ok := ctx.Deadline(); ok && ctxErr == nil && !dl.After(time.Now()) {
+		// The deadline has passed but ctx's timer has not fired yet; gRPC
+		// already reports such a call as DEADLINE_EXCEEDED.
+		ctxErr = context.DeadlineExceeded
+	}
+	if ctxErr != nil {
 		if errors.Is(ctxErr, context.DeadlineExceeded) {
 			re.err.Code = CodeTimeout
 		}

@@ -99,8 +99,10 @@ func (m *monitor) run(ctx context.Context, fromSeq int64) error {
 			if ctx.Err() != nil {
 				return m.ended(ctx)
 			}
+			// A refusal (4xx) will not change by retrying; a hub that is down
+			// or restarting (network errors, 5xx) may come back.
 			var ae *serviceclient.APIError
-			if first || errors.As(err, &ae) {
+			if first || (errors.As(err, &ae) && ae.Status < 500) {
 				return fmt.Errorf("open stream: %w", err)
 			}
 			fmt.Fprintf(m.warn, "droverctl: monitor: reconnect: %s\n", errorLine(err))

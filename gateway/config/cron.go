@@ -93,8 +93,8 @@ func parseCronField(text string, f cronField) (uint64, error) {
 		step := 1
 		if hasStep {
 			n, err := strconv.Atoi(stepText)
-			if err != nil || n < 1 {
-				return 0, fmt.Errorf("%s: bad step %q", f.name, stepText)
+			if err != nil || n < 1 || n > f.max {
+				return 0, fmt.Errorf("%s: bad step %q (1..%d)", f.name, stepText, f.max)
 			}
 			step = n
 		}

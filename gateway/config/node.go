@@ -29,14 +29,46 @@ func (p pos) child(key string) pos {
 	return p
 }
 
+// joinPath appends key to a key path. Keys that would be ambiguous in a
+// dotted path (containing '.', '[', ']', spaces or quotes) are written
+// ["like.this"]; "[3]" index segments are appended as they are.
+// appendPath appends a relative path that is already written in path
+// syntax ("points[3].type") to parent.
+func appendPath(parent, rel string) string {
+	switch {
+	case rel == "":
+		return parent
+	case parent == "":
+		return rel
+	case strings.HasPrefix(rel, "["):
+		return parent + rel
+	}
+	return parent + "." + rel
+}
+
 func joinPath(parent, key string) string {
-	if parent == "" {
-		return key
-	}
-	if strings.HasPrefix(key, "[") {
+	switch {
+	case strings.HasPrefix(key, "[") && strings.HasSuffix(key, "]"):
 		return parent + key
+	case plainKey(key):
+		if parent == "" {
+			return key
+		}
+		return parent + "." + key
 	}
-	return parent + "." + key
+	return parent + "[" + strconv.Quote(key) + "]"
+}
+
+func plainKey(k string) bool {
+	if k == "" {
+		return false
+	}
+	for _, r := range k {
+		if r == '.' || r == '[' || r == ']' || r == '"' || r == '\'' || r <= ' ' {
+			return false
+		}
+	}
+	return true
 }
 
 func indexPath(parent string, i int) string {
@@ -136,39 +168,56 @@ func (n *node) lookup(path string) pos {
 			next = cur.get(seg)
 		}
 		if next == nil {
-			at.path = joinPath(n.pos.path, path)
+			at.path = appendPath(n.pos.path, path)
 			return at
 		}
 		cur = next
 		at = cur.pos
 	}
-	at.path = joinPath(n.pos.path, path)
+	at.path = appendPath(n.pos.path, path)
 	return at
 }
 
-// splitPath splits "a.b[2].c" into "a", "b", "[2]", "c".
+// splitPath splits `a.b[2]["c.d"].e` into "a", "b", "[2]", "c.d", "e":
+// index segments keep their brackets, quoted keys lose their quotes.
 func splitPath(path string) []string {
 	var segs []string
-	for _, part := range strings.Split(path, ".") {
-		for part != "" {
-			i := strings.IndexByte(part, '[')
-			switch {
-			case i < 0:
-				segs = append(segs, part)
-				part = ""
-			case i > 0:
-				segs = append(segs, part[:i])
-				part = part[i:]
-			default:
-				j := strings.IndexByte(part, ']')
-				if j < 0 {
-					segs = append(segs, part)
-					part = ""
-					continue
+	for path != "" {
+		switch {
+		case path[0] == '.':
+			path = path[1:]
+		case strings.HasPrefix(path, `["`):
+			// Quoted key: find the closing quote that strconv accepts.
+			end := -1
+			for i := 2; i < len(path); i++ {
+				if path[i] == '"' && path[i-1] != '\\' {
+					end = i
+					break
 				}
-				segs = append(segs, part[:j+1])
-				part = part[j+1:]
 			}
+			if end < 0 {
+				return append(segs, path)
+			}
+			key, err := strconv.Unquote(path[1 : end+1])
+			if err != nil {
+				key = path[2:end]
+			}
+			segs = append(segs, key)
+			path = strings.TrimPrefix(path[end+1:], "]")
+		case path[0] == '[':
+			j := strings.IndexByte(path, ']')
+			if j < 0 {
+				return append(segs, path)
+			}
+			segs = append(segs, path[:j+1])
+			path = path[j+1:]
+		default:
+			j := strings.IndexAny(path, ".[")
+			if j < 0 {
+				return append(segs, path)
+			}
+			segs = append(segs, path[:j])
+			path = path[j:]
 		}
 	}
 	return segs
@@ -195,14 +244,16 @@ func parseYAML(file string, data []byte, ps *problems) *node {
 			ps.add(top, "file is empty (a gateway file needs at least a gateway: section)")
 			return nil
 		}
-		ps.add(syntaxPos(file, err), "invalid YAML: %s", syntaxMessage(err))
+		at := syntaxPos(file, err)
+		ps.add(at, "invalid YAML: %s", syntaxMessage(err, lineOf(data, at.line)))
 		return nil
 	}
 	var extra yaml.Node
 	if err := dec.Decode(&extra); err == nil {
 		ps.add(pos{file: file, line: extra.Line}, "more than one YAML document (remove the second ---)")
 	} else if !errors.Is(err, io.EOF) {
-		ps.add(syntaxPos(file, err), "invalid YAML: %s", syntaxMessage(err))
+		at := syntaxPos(file, err)
+		ps.add(at, "invalid YAML: %s", syntaxMessage(err, lineOf(data, at.line)))
 		return nil
 	}
 	if len(doc.Content) == 0 {
@@ -221,16 +272,28 @@ func syntaxPos(file string, err error) pos {
 	return pos{file: file, line: 1}
 }
 
-func syntaxMessage(err error) string {
+// syntaxMessage shortens a yaml.v3 error and adds a hint for the most
+// common cause, a tab in the indentation of the offending line.
+func syntaxMessage(err error, line string) string {
 	msg := err.Error()
 	if m := yamlLineRE.FindStringSubmatch(msg); m != nil {
 		msg = m[2]
 	}
 	msg = strings.TrimPrefix(msg, "yaml: ")
-	if strings.Contains(msg, "tab") {
+	indent := line[:len(line)-len(strings.TrimLeft(line, " \t"))]
+	if strings.Contains(indent, "\t") || strings.Contains(msg, "tab") {
 		msg += " (indent with spaces, not tabs)"
 	}
 	return msg
+}
+
+// lineOf returns line n (1-based) of data, or "".
+func lineOf(data []byte, n int) string {
+	lines := strings.Split(string(data), "\n")
+	if n < 1 || n > len(lines) {
+		return ""
+	}
+	return lines[n-1]
 }
 
 // converter turns yaml.v3 nodes into our nodes, resolving aliases and

@@ -95,11 +95,7 @@ func (c *Config) pluginProblems(ctx context.Context, validators map[string]Plugi
 func fieldPos(s *source, fallback, path string) pos {
 	path = normalizePath(path)
 	if s.src == nil {
-		p := pos{path: fallback}
-		if path != "" {
-			p = p.child(path)
-		}
-		return p
+		return pos{path: appendPath(fallback, path)}
 	}
 	if path == "" {
 		return s.src.pos

@@ -245,11 +245,7 @@ func (s *source) setSource(n *node) { s.src = n }
 // struct's path when it was not decoded from a file.
 func (s *source) at(fallback, key string) pos {
 	if s.src == nil {
-		p := pos{path: fallback}
-		if key != "" {
-			p = p.child(key)
-		}
-		return p
+		return pos{path: appendPath(fallback, key)}
 	}
 	if key == "" {
 		return s.src.pos

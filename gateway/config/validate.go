@@ -45,6 +45,7 @@ var (
 )
 
 func (c *Config) validate(ps *problems) {
+	c.fillSources()
 	c.validateGateway(ps)
 	c.validateUpstream(ps)
 	c.validatePlugins(ps)
@@ -56,6 +57,32 @@ func (c *Config) validate(ps *problems) {
 	for _, name := range sortedProfileNames(c.Profiles) {
 		c.Profiles[name].validate(ps)
 	}
+}
+
+// fillSources gives sections missing from the file an empty source at the
+// top of the file, so problems about them (gateway.id: required) still name
+// the file and a line.
+func (c *Config) fillSources() {
+	if c.src == nil {
+		return
+	}
+	fill := func(s *source, parent pos, key string) {
+		if s.src == nil {
+			at := parent.child(key)
+			if at.line == 0 {
+				at.line = 1
+			}
+			s.src = &node{kind: mapNode, pos: at}
+		}
+	}
+	top := c.src.pos
+	fill(&c.Gateway.source, top, "gateway")
+	fill(&c.Upstream.source, top, "upstream")
+	fill(&c.Plugins.source, top, "plugins")
+	fill(&c.Plugins.RestartBackoff.source, c.Plugins.src.pos, "restart_backoff")
+	fill(&c.Maintenance.source, top, "maintenance")
+	fill(&c.Outbox.source, top, "outbox")
+	fill(&c.Firmware.source, top, "firmware")
 }
 
 func (c *Config) validateGateway(ps *problems) {
@@ -113,6 +140,9 @@ func loopbackListen(addr string) bool {
 func splitHostPort(addr string, emptyHost bool) (string, int, error) {
 	host, port, err := net.SplitHostPort(addr)
 	if err != nil {
+		if !strings.Contains(addr, ":") {
+			return "", 0, fmt.Errorf("missing :port")
+		}
 		return "", 0, fmt.Errorf("want host:port")
 	}
 	if host == "" && !emptyHost {
@@ -202,7 +232,7 @@ func checkName(what, name string) string {
 
 func (c *Config) upstreamSet() bool {
 	u := &c.Upstream
-	return u.src != nil || u.ConnectionStringFile != "" || u.Address != "" || u.CAFile != "" || u.ChildrenKeyFile != ""
+	return (c.src != nil && c.src.get("upstream") != nil) || u.ConnectionStringFile != "" || u.Address != "" || u.CAFile != "" || u.ChildrenKeyFile != ""
 }
 
 func (c *Config) validateUpstream(ps *problems) {
@@ -217,10 +247,10 @@ func (c *Config) validateUpstream(ps *problems) {
 		}
 	}
 	if u.Keepalive < 5*time.Second || u.Keepalive > maxKeepalive {
-		ps.add(at("keepalive"), "%s out of range 5s..%s (the hub caps keep-alive)", u.Keepalive, maxKeepalive)
+		ps.add(at("keepalive"), "%s out of range 5s..%s (the hub caps keep-alive)", formatDuration(u.Keepalive), formatDuration(maxKeepalive))
 	}
 	if u.TokenTTL < time.Minute {
-		ps.add(at("token_ttl"), "%s is too short (at least 1m)", u.TokenTTL)
+		ps.add(at("token_ttl"), "%s is too short (at least 1m)", formatDuration(u.TokenTTL))
 	}
 }
 
@@ -235,7 +265,7 @@ func (c *Config) validatePlugins(ps *problems) {
 		ps.add(at("min"), "must be positive")
 	}
 	if b.Max < b.Min {
-		ps.add(at("max"), "%s is less than min %s", b.Max, b.Min)
+		ps.add(at("max"), "%s is less than min %s", formatDuration(b.Max), formatDuration(b.Min))
 	}
 }
 
@@ -303,7 +333,7 @@ func (b *Bus) validate(ps *problems, at func(string) pos) {
 			if b.Address == "" {
 				ps.add(at("address"), "required for a %s bus (host:port, e.g. 10.0.0.5:502)", b.Mode)
 			} else if _, _, err := splitHostPort(b.Address, false); err != nil {
-				ps.add(at("address"), "bad address %q: %v (use host:port, e.g. 10.0.0.5:502)", b.Address, err)
+				ps.add(at("address"), "bad address %q: %v (e.g. 10.0.0.5:502)", b.Address, err)
 			}
 			if b.Port != "" {
 				ps.add(at("port"), "port is the serial device; a %s bus takes address: host:port", b.Mode)
@@ -337,7 +367,7 @@ func (b *Bus) validate(ps *problems, at func(string) pos) {
 		}
 	}
 	if b.Timeout <= 0 || b.Timeout > maxBusTimeout {
-		ps.add(at("timeout"), "%s out of range (0, %s]", b.Timeout, maxBusTimeout)
+		ps.add(at("timeout"), "%s out of range (0, %s]", formatDuration(b.Timeout), formatDuration(maxBusTimeout))
 	}
 	if b.Retries != nil && (*b.Retries < 0 || *b.Retries > maxRetries) {
 		ps.add(at("retries"), "%d out of range 0..%d", *b.Retries, maxRetries)
@@ -412,11 +442,11 @@ func (c *Config) validateDevices(ps *problems, buses map[string]*Bus) {
 			ps.add(at("profile"), "profile %q is for plugin %q but bus %q uses plugin %q", prof.Name, prof.Plugin, b.Name, b.Plugin)
 		}
 		if d.Poll != 0 && d.Poll < minPoll {
-			ps.add(at("poll"), "%s is shorter than the minimum %s", d.Poll, minPoll)
+			ps.add(at("poll"), "%s is shorter than the minimum %s", formatDuration(d.Poll), formatDuration(minPoll))
 		}
 		for _, k := range sortedKeys(d.Tags) {
 			if msg := checkTwinKey("tag", k); msg != "" {
-				ps.add(at("tags."+k), "%s", msg)
+				ps.add(d.at(path, joinPath("tags", k)), "%s", msg)
 			}
 		}
 		if b == nil {
@@ -539,7 +569,7 @@ func (p *Profile) validate(ps *problems) {
 		ps.add(at("plugin"), "%s", msg)
 	}
 	if p.Poll != 0 && p.Poll < minPoll {
-		ps.add(at("poll"), "%s is shorter than the minimum %s", p.Poll, minPoll)
+		ps.add(at("poll"), "%s is shorter than the minimum %s", formatDuration(p.Poll), formatDuration(minPoll))
 	}
 	names := map[string]*Point{}
 	var pointNames []string
@@ -562,7 +592,7 @@ func (p *Profile) validate(ps *problems) {
 			ps.add(pat("type"), "unknown point type %q (use %s)%s", pt.Type, strings.Join(PointTypes, " | "), didYouMean(pt.Type, PointTypes))
 		}
 		if pt.Poll != 0 && pt.Poll < minPoll {
-			ps.add(pat("poll"), "%s is shorter than the minimum %s", pt.Poll, minPoll)
+			ps.add(pat("poll"), "%s is shorter than the minimum %s", formatDuration(pt.Poll), formatDuration(minPoll))
 		}
 		if pt.Deadband < 0 {
 			ps.add(pat("deadband"), "must not be negative")
@@ -571,7 +601,7 @@ func (p *Profile) validate(ps *problems) {
 		}
 	}
 	for _, name := range sortedKeys(p.Methods) {
-		mat := p.at("", "methods."+name)
+		mat := p.at("", joinPath("methods", name))
 		if name == "" || strings.ContainsAny(name, "/+# \t") {
 			ps.add(mat, "method name %q cannot contain '/', '+', '#' or spaces (it is part of an MQTT topic)", name)
 		}

@@ -58,14 +58,16 @@ type EventStream struct {
 
 // Events opens localhub's telemetry stream (GET /events, a localhub
 // extension): messages of deviceID ("" for all devices) starting at sequence
-// number fromSeq (<= 0: only messages that arrive from now on).
+// number fromSeq, inclusive, as far as the hub still keeps them; fromSeq <= 0
+// means only messages that arrive from now on. (The hub's "from" parameter
+// means "after", so fromSeq-1 is sent.)
 func (c *Client) Events(ctx context.Context, deviceID string, fromSeq int64) (*EventStream, error) {
 	q := map[string][]string{}
 	if deviceID != "" {
 		q["deviceId"] = []string{deviceID}
 	}
 	if fromSeq > 0 {
-		q["from"] = []string{strconv.FormatInt(fromSeq, 10)}
+		q["from"] = []string{strconv.FormatInt(fromSeq-1, 10)}
 	}
 	r := request{
 		method: http.MethodGet,

@@ -134,6 +134,8 @@ type Broker struct {
 	addr   atomic.Pointer[string]
 	runCtx context.Context // set by Run before any hook can run
 	q      *dispatcher
+	// connectTimeout bounds TLS handshake plus CONNECT (a field so tests can shorten it).
+	connectTimeout time.Duration
 
 	mu       sync.Mutex
 	sessions map[string]*session // live session per device id
@@ -163,11 +165,12 @@ func New(opts Options) (*Broker, error) {
 		log = slog.New(slog.NewTextHandler(io.Discard, nil))
 	}
 	return &Broker{
-		opts:     opts,
-		log:      log,
-		ready:    make(chan struct{}),
-		q:        newDispatcher(requestQueueLimit),
-		sessions: make(map[string]*session),
+		opts:           opts,
+		log:            log,
+		ready:          make(chan struct{}),
+		q:              newDispatcher(requestQueueLimit),
+		connectTimeout: connectTimeout,
+		sessions:       make(map[string]*session),
 	}, nil
 }
 

@@ -50,7 +50,7 @@ func (b *Broker) newEngine() (*engine, error) {
 	if err := srv.AddHook(&hook{b: b, srv: srv}, nil); err != nil {
 		return nil, fmt.Errorf("add broker hook: %w", err)
 	}
-	ln := newListener(b.opts.Addr, b.opts.TLS, b.log, b.endSession)
+	ln := newListener(b.opts.Addr, b.opts.TLS, b.connectTimeout, b.log, b.endSession)
 	if err := srv.AddListener(ln); err != nil {
 		return nil, fmt.Errorf("listen on %s: %w", b.opts.Addr, err)
 	}

@@ -11,7 +11,6 @@ import (
 	"crypto/x509/pkix"
 	"encoding/pem"
 	"errors"
-	"fmt"
 	"log/slog"
 	"math/big"
 	"net"
@@ -122,9 +121,9 @@ type fakeHandler struct {
 	mu  sync.Mutex
 	all []event
 
-	onTwinGet   func(device, rid string)                 // optional
-	onTelemetry func(device string, msg Message) error   // optional
-	onReported  func(device, rid string, body []byte)    // optional
+	onTwinGet   func(device, rid string)               // optional
+	onTelemetry func(device string, msg Message) error // optional
+	onReported  func(device, rid string, body []byte)  // optional
 }
 
 func newFakeHandler() *fakeHandler { return &fakeHandler{events: make(chan event, 100000)} }
@@ -227,6 +226,12 @@ type env struct {
 // start runs a broker on 127.0.0.1:0 until the test ends and checks Run returns nil.
 func start(t *testing.T, h *fakeHandler) *env {
 	t.Helper()
+	return startWith(t, h, nil)
+}
+
+// startWith is start with a hook to adjust the Broker before Run.
+func startWith(t *testing.T, h *fakeHandler, adjust func(*Broker)) *env {
+	t.Helper()
 	if h == nil {
 		h = newFakeHandler()
 	}
@@ -241,6 +246,9 @@ func start(t *testing.T, h *fakeHandler) *env {
 	})
 	if err != nil {
 		t.Fatalf("New: %v", err)
+	}
+	if adjust != nil {
+		adjust(b)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
@@ -394,5 +402,3 @@ func writeCAFile(t *testing.T) string {
 	}
 	return p
 }
-
-var _ = fmt.Sprintf

@@ -19,6 +19,7 @@ type listener struct {
 	id      string
 	addr    string
 	tls     *tls.Config
+	timeout time.Duration // for TLS handshake plus CONNECT
 	log     *slog.Logger
 	onEnd   func(*trackedConn, error) // called after mochi is done with a connection
 	ln      net.Listener
@@ -33,11 +34,12 @@ type listener struct {
 
 var _ listeners.Listener = (*listener)(nil)
 
-func newListener(addr string, cfg *tls.Config, log *slog.Logger, onEnd func(*trackedConn, error)) *listener {
+func newListener(addr string, cfg *tls.Config, timeout time.Duration, log *slog.Logger, onEnd func(*trackedConn, error)) *listener {
 	return &listener{
 		id:      "iothub-tls",
 		addr:    addr,
 		tls:     cfg,
+		timeout: timeout,
 		log:     log,
 		onEnd:   onEnd,
 		stop:    make(chan struct{}),
@@ -89,7 +91,7 @@ func (l *listener) Serve(establish listeners.EstablishFn) {
 			}
 			continue
 		}
-		_ = raw.SetDeadline(time.Now().Add(connectTimeout)) // mochi resets it after CONNECT
+		_ = raw.SetDeadline(time.Now().Add(l.timeout)) // mochi resets it after CONNECT
 		c := &trackedConn{Conn: tls.Server(raw, l.tls), raw: raw, remote: raw.RemoteAddr().String()}
 		l.mu.Lock()
 		if l.closed {

@@ -187,26 +187,82 @@ func (e *Literal) String() string {
 	return "undefined"
 }
 
-// String renders the unary expression, fully parenthesised.
+// Precedence levels, loosest first, as the parser climbs them.
+const (
+	precOr = iota + 1
+	precAnd
+	precNot
+	precCompare
+	precAdd
+	precMul
+	precUnary
+	precPrimary
+)
+
+func precOf(e Expr) int {
+	switch n := e.(type) {
+	case *Logical:
+		if n.Op == "AND" {
+			return precAnd
+		}
+		return precOr
+	case *Unary:
+		if n.Op == "NOT" {
+			return precNot
+		}
+		return precUnary
+	case *Binary:
+		switch n.Op {
+		case "+", "-":
+			return precAdd
+		case "*", "/", "%":
+			return precMul
+		}
+		return precCompare
+	case *In:
+		return precCompare
+	}
+	return precPrimary
+}
+
+// format renders e, parenthesised only when its precedence is below min, so
+// that re-parsing the text yields the same tree at no greater depth.
+func format(e Expr, min int) string {
+	s := e.String()
+	if precOf(e) < min {
+		return "(" + s + ")"
+	}
+	return s
+}
+
+// String renders the unary expression.
 func (e *Unary) String() string {
 	if e.Op == "NOT" {
-		return "(NOT " + e.X.String() + ")"
+		return "NOT " + format(e.X, precNot)
 	}
-	return "(-" + e.X.String() + ")"
+	if lit, ok := e.X.(*Literal); ok && lit.Kind == LitNumber {
+		return "-(" + lit.String() + ")" // -3 would parse as a literal
+	}
+	return "-" + format(e.X, precUnary)
 }
 
-// String renders the binary expression, fully parenthesised.
+// String renders the binary expression; arithmetic is left-associative.
 func (e *Binary) String() string {
-	return "(" + e.L.String() + " " + e.Op + " " + e.R.String() + ")"
+	p := precOf(e)
+	if p == precCompare {
+		return format(e.L, precAdd) + " " + e.Op + " " + format(e.R, precAdd)
+	}
+	return format(e.L, p) + " " + e.Op + " " + format(e.R, p+1)
 }
 
-// String renders the chain, fully parenthesised.
+// String renders the chain.
 func (e *Logical) String() string {
+	p := precOf(e)
 	parts := make([]string, len(e.Terms))
 	for i, t := range e.Terms {
-		parts[i] = t.String()
+		parts[i] = format(t, p+1)
 	}
-	return "(" + strings.Join(parts, " "+e.Op+" ") + ")"
+	return strings.Join(parts, " "+e.Op+" ")
 }
 
 // String renders the membership test.
@@ -219,16 +275,7 @@ func (e *In) String() string {
 	if e.Not {
 		op = " NIN "
 	}
-	return "(" + e.X.String() + op + "[" + strings.Join(parts, ", ") + "])"
-}
-
-// String renders the call with its canonical name.
-func (e *Call) String() string {
-	parts := make([]string, len(e.Args))
-	for i, a := range e.Args {
-		parts[i] = a.String()
-	}
-	return e.Name + "(" + strings.Join(parts, ", ") + ")"
+	return format(e.X, precAdd) + op + "[" + strings.Join(parts, ", ") + "]"
 }
 
 // Collection names accepted after FROM.
@@ -292,4 +339,13 @@ func (q *Query) String() string {
 		b.WriteString(g.String())
 	}
 	return b.String()
+}
+
+// String renders the call with its canonical name.
+func (e *Call) String() string {
+	parts := make([]string, len(e.Args))
+	for i, a := range e.Args {
+		parts[i] = a.String()
+	}
+	return e.Name + "(" + strings.Join(parts, ", ") + ")"
 }

@@ -539,3 +539,31 @@ func groupKeys(v value) []string {
 	}
 	return []string{v.val}
 }
+
+// IndexHint lists the SQL expressions over the devices table that the
+// compiler emits for one property path. An expression index built on them,
+// CREATE INDEX name ON devices(<Filter>) or ON devices(<GroupBy...>), is
+// matched by SQLite's planner for comparisons and IN (Filter) and for
+// GROUP BY on that path (GroupBy).
+type IndexHint struct {
+	Filter  string
+	GroupBy []string
+}
+
+// IndexFor returns the index expressions for a property path such as
+// "tags.location.region".
+func IndexFor(path string) (IndexHint, error) {
+	e, err := ParseCondition(path)
+	if err != nil {
+		return IndexHint{}, err
+	}
+	p, ok := e.(*Path)
+	if !ok {
+		return IndexHint{}, errAt(0, "expected a property path")
+	}
+	v, err := resolveDevicePath(p)
+	if err != nil {
+		return IndexHint{}, err
+	}
+	return IndexHint{Filter: v.val, GroupBy: groupKeys(v)}, nil
+}

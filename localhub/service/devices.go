@@ -14,20 +14,20 @@ import (
 
 // deviceJSON is the Azure Device shape (swagger `Device`).
 type deviceJSON struct {
-	DeviceID                   string         `json:"deviceId"`
-	GenerationID               string         `json:"generationId,omitempty"`
-	Etag                       string         `json:"etag,omitempty"`
-	ConnectionState            string         `json:"connectionState,omitempty"`
-	Status                     string         `json:"status,omitempty"`
-	StatusReason               *string        `json:"statusReason"`
-	ConnectionStateUpdatedTime string         `json:"connectionStateUpdatedTime,omitempty"`
-	StatusUpdatedTime          string         `json:"statusUpdatedTime,omitempty"`
-	LastActivityTime           string         `json:"lastActivityTime,omitempty"`
-	CloudToDeviceMessageCount  int            `json:"cloudToDeviceMessageCount"`
-	Authentication             *authJSON      `json:"authentication,omitempty"`
-	Capabilities               *capabilities  `json:"capabilities,omitempty"`
-	DeviceScope                string         `json:"deviceScope,omitempty"`
-	ParentScopes               []string       `json:"parentScopes"`
+	DeviceID                   string        `json:"deviceId"`
+	GenerationID               string        `json:"generationId,omitempty"`
+	Etag                       string        `json:"etag,omitempty"`
+	ConnectionState            string        `json:"connectionState,omitempty"`
+	Status                     string        `json:"status,omitempty"`
+	StatusReason               *string       `json:"statusReason"`
+	ConnectionStateUpdatedTime string        `json:"connectionStateUpdatedTime,omitempty"`
+	StatusUpdatedTime          string        `json:"statusUpdatedTime,omitempty"`
+	LastActivityTime           string        `json:"lastActivityTime,omitempty"`
+	CloudToDeviceMessageCount  int           `json:"cloudToDeviceMessageCount"`
+	Authentication             *authJSON     `json:"authentication,omitempty"`
+	Capabilities               *capabilities `json:"capabilities,omitempty"`
+	DeviceScope                string        `json:"deviceScope,omitempty"`
+	ParentScopes               []string      `json:"parentScopes"`
 }
 
 type authJSON struct {

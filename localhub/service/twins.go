@@ -6,6 +6,7 @@ import (
 	"errors"
 	"io"
 	"net/http"
+	"time"
 
 	"github.com/drover-iot/drover/internal/twin"
 	"github.com/drover-iot/drover/localhub/store"
@@ -205,3 +206,5 @@ func validMethodName(n string) error {
 	}
 	return nil
 }
+
+func secs(n int) time.Duration { return time.Duration(n) * time.Second }

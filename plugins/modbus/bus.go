@@ -164,11 +164,15 @@ func decodeBus(raw json.RawMessage, errs *[]plugins.FieldError) *Bus {
 // charTime is the time one character takes on the line: start bit, data
 // bits, parity bit and stop bits (11 bits for the spec's 8E1).
 func (b *Bus) charTime() time.Duration {
+	return time.Duration(b.bitsPerChar()) * time.Second / time.Duration(b.Baud)
+}
+
+func (b *Bus) bitsPerChar() int {
 	bits := 1 + b.DataBits + b.StopBits
 	if b.Parity != ParityNone {
 		bits++
 	}
-	return time.Duration(bits) * time.Second / time.Duration(b.Baud)
+	return bits
 }
 
 // interFrameGap is t3.5: 3.5 character times up to 19200 baud, 1.75 ms above
@@ -180,5 +184,5 @@ func (b *Bus) interFrameGap() time.Duration {
 	if b.Baud > 19200 {
 		return 1750 * time.Microsecond
 	}
-	return b.charTime() * 7 / 2
+	return time.Duration(b.bitsPerChar()) * 7 * time.Second / time.Duration(2*b.Baud)
 }

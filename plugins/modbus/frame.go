@@ -156,4 +156,3 @@ func deviceIDLength(got []byte, trailer int) (int, error) {
 	}
 	return pos + trailer, nil
 }
-
