@@ -40,14 +40,10 @@ type GRPCPlugin struct {
 // Compile-time checks that the glue fits go-plugin and the adapters fit both
 // sides of the contract.
 var (
-	_ plugin.Plugin            = (*GRPCPlugin)(nil)
-	_ plugin.GRPCPlugin        = (*GRPCPlugin)(nil)
-	_ Plugin                   = (*GRPCClient)(nil)
-	_ pluginpb.PluginServer    = (*GRPCServer)(nil)
-	_ pluginpb.PluginClient    = pluginpb.NewPluginClient(nil)
-	_ pluginpb.PluginServer    = pluginpb.UnimplementedPluginServer{}
-	_ grpc.ServiceRegistrar    = (*grpc.Server)(nil)
-	_ grpc.ClientConnInterface = (*grpc.ClientConn)(nil)
+	_ plugin.Plugin         = (*GRPCPlugin)(nil)
+	_ plugin.GRPCPlugin     = (*GRPCPlugin)(nil)
+	_ Plugin                = (*GRPCClient)(nil)
+	_ pluginpb.PluginServer = (*GRPCServer)(nil)
 )
 
 // GRPCServer registers the contract service around p.Impl (plugin side).

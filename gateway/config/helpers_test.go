@@ -4,6 +4,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"reflect"
 	"sort"
 	"strings"
 	"testing"
@@ -72,3 +73,5 @@ func problemsText(ps []Problem) string {
 }
 
 func writeFile(path, text string) error { return os.WriteFile(path, []byte(text), 0o755) }
+
+func reflectTypeOfConfig() reflect.Type { return reflect.TypeOf(Config{}) }

@@ -61,7 +61,7 @@ func TestMerge(t *testing.T) {
 				t.Errorf("line1 = %+v", b)
 			}
 		}},
-		{name: "null resets to default", overlay: `{"devices":[{"id":"pump-1","address":null}]}`, wantErr: "testdata/good.yaml:19: devices[0]: ", check: nil},
+		{name: "null resets to default", overlay: `{"devices":[{"id":"pump-1","address":null}]}`, wantErr: `testdata/good.yaml:17: devices[0].address: required on rtu bus "line1"`},
 		{name: "windows replaced", overlay: `{"maintenance":{"windows":[{"cron":"0 3 * * *","duration":"1h","timezone":"UTC"}]}}`, check: func(t *testing.T, c *Config) {
 			if len(c.Maintenance.Windows) != 1 || c.Maintenance.Windows[0].Schedule() == nil {
 				t.Errorf("windows = %+v", c.Maintenance.Windows)
@@ -77,7 +77,7 @@ func TestMerge(t *testing.T) {
 		{name: "not an object", overlay: `[1,2]`, wantErr: "desired.config: want a JSON object"},
 		{name: "bad json", overlay: `{"gateway":`, wantErr: "desired.config: invalid JSON"},
 		{name: "duplicate json key", overlay: `{"outbox":{},"outbox":{}}`, wantErr: "duplicate key desired.config.outbox"},
-		{name: "base error kept with file line", overlay: `{"buses":[{"name":"line1","$delete":true}]}`, wantErr: `testdata/good.yaml:17: devices[0].bus: unknown bus "line1"`},
+		{name: "base error kept with file line", overlay: `{"buses":[{"name":"line1","$delete":true}]}`, wantErr: `testdata/good.yaml:18: devices[0].bus: unknown bus "line1"`},
 		{name: "new profile from disk", overlay: `{"devices":[{"id":"mcu-1","$delete":true},{"id":"mcu-2","bus":"uart","profile":"mcu"}]}`, check: func(t *testing.T, c *Config) {
 			if c.Profiles["mcu"] == nil || c.Device("mcu-2") == nil {
 				t.Error("mcu-2 missing")

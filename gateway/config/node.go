@@ -155,27 +155,29 @@ func (n *node) describe() string {
 // that run past the tree (a key the plugin defaults) land on the nearest
 // existing ancestor's line.
 func (n *node) lookup(path string) pos {
-	at := n.pos
 	cur := n
-	for _, seg := range splitPath(path) {
+	segs := splitPath(path)
+	for i, seg := range segs {
 		var next *node
 		if strings.HasPrefix(seg, "[") {
-			i, err := strconv.Atoi(strings.Trim(seg, "[]"))
-			if err == nil && cur != nil && cur.kind == seqNode && i >= 0 && i < len(cur.items) {
-				next = cur.items[i]
+			k, err := strconv.Atoi(strings.Trim(seg, "[]"))
+			if err == nil && cur.kind == seqNode && k >= 0 && k < len(cur.items) {
+				next = cur.items[k]
 			}
 		} else {
 			next = cur.get(seg)
 		}
 		if next == nil {
-			at.path = appendPath(n.pos.path, path)
+			// Not in the tree: the nearest ancestor's line, the full path.
+			at := cur.pos
+			for _, rest := range segs[i:] {
+				at.path = joinPath(at.path, rest)
+			}
 			return at
 		}
 		cur = next
-		at = cur.pos
 	}
-	at.path = appendPath(n.pos.path, path)
-	return at
+	return cur.pos
 }
 
 // splitPath splits `a.b[2]["c.d"].e` into "a", "b", "[2]", "c.d", "e":

@@ -108,23 +108,21 @@ func fieldPos(s *source, fallback, path string) pos {
 // returns the first.
 func normalizePath(p string) string {
 	p = strings.TrimSpace(p)
-	sep := "."
+	var segs []string
 	if strings.HasPrefix(p, "/") {
-		p = strings.TrimPrefix(p, "/")
-		sep = "/"
-	}
-	p = strings.TrimPrefix(p, "$.")
-	var out string
-	for _, seg := range strings.Split(p, sep) {
-		if sep == "/" {
-			seg = strings.ReplaceAll(strings.ReplaceAll(seg, "~1", "/"), "~0", "~")
+		for _, seg := range strings.Split(p[1:], "/") {
+			segs = append(segs, strings.ReplaceAll(strings.ReplaceAll(seg, "~1", "/"), "~0", "~"))
 		}
+	} else {
+		segs = splitPath(strings.TrimPrefix(strings.TrimPrefix(p, "$"), "."))
+	}
+	var out string
+	for _, seg := range segs {
 		if seg == "" {
 			continue
 		}
 		if _, err := strconv.Atoi(seg); err == nil {
-			out += "[" + seg + "]"
-			continue
+			seg = "[" + seg + "]"
 		}
 		out = joinPath(out, seg)
 	}

@@ -22,7 +22,7 @@ func (c *Config) Validate() error {
 
 // Limits checked by Validate.
 const (
-	maxDeviceIDLen = 128                // IoT Hub device id limit
+	maxDeviceIDLen = 128 // IoT Hub device id limit
 	minPoll        = 10 * time.Millisecond
 	maxBusTimeout  = 5 * time.Minute
 	maxRetries     = 10
@@ -230,9 +230,11 @@ func checkName(what, name string) string {
 	return ""
 }
 
+// upstreamSet reports whether the gateway has an uplink configured; without
+// one it runs offline.
 func (c *Config) upstreamSet() bool {
 	u := &c.Upstream
-	return (c.src != nil && c.src.get("upstream") != nil) || u.ConnectionStringFile != "" || u.Address != "" || u.CAFile != "" || u.ChildrenKeyFile != ""
+	return u.ConnectionStringFile != "" || u.Address != "" || u.CAFile != "" || u.ChildrenKeyFile != ""
 }
 
 func (c *Config) validateUpstream(ps *problems) {

@@ -221,8 +221,9 @@ func AllowedPublish(deviceID, topic string) bool {
 // AllowedSubscription reports whether deviceID may subscribe to filter: its own
 // C2D filter (devices/{id}/messages/devicebound/# or the exact
 // devices/{id}/messages/devicebound/), $iothub/twin/res/#,
-// $iothub/twin/PATCH/properties/desired/# or $iothub/methods/POST/#. Nothing
-// else: no other device, no "+" variants, no bare "#". [azure note 1.1, 1.5]
+// $iothub/twin/PATCH/properties/desired/# or $iothub/methods/POST/#, or an
+// exact topic inside one of those. Nothing else: no other device, no "+"
+// variants, no bare "#". [azure note 1.1, 1.5]
 func AllowedSubscription(deviceID, filter string) bool {
 	if !ValidDeviceID(deviceID) {
 		return false
@@ -231,6 +232,17 @@ func AllowedSubscription(deviceID, filter string) bool {
 	case FilterTwinResponses, FilterDesiredPatches, FilterMethodRequests,
 		DeviceBoundFilter(deviceID), deviceBoundBase(deviceID) + "/":
 		return true
+	}
+	// An exact topic (no wildcard) inside one of those spaces names only what
+	// the hub would send this device anyway: request/response tools such as
+	// mosquitto_rr subscribe to the one reply topic they expect.
+	if strings.ContainsAny(filter, "#+") {
+		return false
+	}
+	for _, f := range []string{FilterTwinResponses, FilterDesiredPatches, FilterMethodRequests, DeviceBoundFilter(deviceID)} {
+		if strings.HasPrefix(filter, strings.TrimSuffix(f, "#")) {
+			return true
+		}
 	}
 	return false
 }

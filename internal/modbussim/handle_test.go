@@ -35,7 +35,7 @@ var pduCases = []struct {
 	{"read method register", "03 0064 0001", "03 02 0000"},
 	{"read zero registers", "03 0000 0000", "83 03"},
 	{"read 126 registers", "03 0000 007E", "83 03"},
-	{"read 125 registers", "03 0000 007D", "03 FA " + strings.Repeat("0", 0) + "00DC 0000 4086 6666" + strings.Repeat(" 0000", 6) + " 41AC 0000" + strings.Repeat(" 0000", 113)},
+	{"read 125 registers", "03 0000 007D", "03 FA 00DC 0000 4086 6666" + strings.Repeat(" 0000", 6) + " 41AC 0000" + strings.Repeat(" 0000", 113)},
 	{"read past 65535", "03 FFFF 0002", "83 02"},
 	{"read short pdu", "03 0000", "83 03"},
 	{"read coil", "01 0000 0001", "01 01 01"},
@@ -199,13 +199,13 @@ func TestFactoryReset(t *testing.T) {
 	u := s.Unit(1)
 	_ = u.SetValue("setpoint", 30)
 	_ = u.SetValue("running", 0)
-	if r, _ := s.dispatch(1, unhex(t, "06 0065 0002"), true); hexs(r.pdu) != "06006500" + "02" {
+	if r, _ := s.dispatch(1, unhex(t, "06 0065 0002"), true); hexs(r.pdu) != "0600650002" {
 		t.Fatalf("write 2 to reset register: %s", hexs(r.pdu))
 	}
 	if u.FactoryResets() != 0 {
 		t.Fatal("a value other than the method's reset the unit")
 	}
-	if r, _ := s.dispatch(1, unhex(t, "06 0065 0001"), true); hexs(r.pdu) != "060065"+"0001" {
+	if r, _ := s.dispatch(1, unhex(t, "06 0065 0001"), true); hexs(r.pdu) != "0600650001" {
 		t.Fatalf("write reset register: %s", hexs(r.pdu))
 	}
 	if u.FactoryResets() != 1 {
@@ -214,6 +214,66 @@ func TestFactoryReset(t *testing.T) {
 	for point, want := range map[string]float64{"setpoint": 21.5, "running": 1} {
 		if v, _ := u.Value(point); v != want {
 			t.Errorf("%s = %v after reset, want default %v", point, v, want)
+		}
+	}
+}
+
+func TestBitPointsAndOffset(t *testing.T) {
+	src := `name: flags
+points:
+  - {name: alarm, table: holding, address: 5, type: bool, bit: 0, sim: {value: 1}}
+  - {name: ready, table: holding, address: 5, type: bool, bit: 3}
+  - {name: swapped, table: holding, address: 6, type: bool, bit: 0, byte_order: BADC, sim: {value: true}}
+  - {name: level, table: input, address: 0, type: int16, scale: 0.5, offset: -10, sim: {value: 0}}
+`
+	p, err := ParseProfile("flags.yaml", []byte(src))
+	if err != nil {
+		t.Fatal(err)
+	}
+	clk := newFakeClock()
+	s, err := New(p, Options{Now: clk.Now})
+	if err != nil {
+		t.Fatal(err)
+	}
+	u := s.Unit(1)
+	steps := []struct {
+		name string
+		do   func()
+		req  string
+		want string
+	}{
+		{"bits share a register", nil, "03 0005 0002", "03 04 0001 0100"},
+		{"offset: 0 is raw 20", nil, "04 0000 0001", "04 02 0014"},
+		{"set one bit keeps the other", func() { _ = u.SetValue("ready", 1) }, "03 0005 0001", "03 02 0009"},
+		{"clear a bit", func() { _ = u.SetValue("alarm", 0) }, "03 0005 0001", "03 02 0008"},
+		{"register write sets both", nil, "06 0005 0001", "06 0005 0001"},
+		{"after register write", nil, "03 0005 0001", "03 02 0001"},
+	}
+	for _, st := range steps {
+		t.Run(st.name, func(t *testing.T) {
+			if st.do != nil {
+				st.do()
+			}
+			r, _ := s.dispatch(1, unhex(t, norm(st.req)), true)
+			if got := hexs(r.pdu); got != norm(st.want) {
+				t.Errorf("%s: got %s want %s", st.req, got, norm(st.want))
+			}
+		})
+	}
+	if v, _ := u.Value("ready"); v != 0 {
+		t.Errorf("ready = %v after register write of 1, want 0", v)
+	}
+	if v, _ := u.Value("level"); v != 0 {
+		t.Errorf("level = %v, want 0", v)
+	}
+	for _, bad := range []string{
+		"points:\n  - {name: a, table: holding, address: 0, type: bool, bit: 1}\n  - {name: b, table: holding, address: 0, type: bool, bit: 1}\n",
+		"points:\n  - {name: a, table: coil, address: 0, type: bool, bit: 1}\n",
+		"points:\n  - {name: a, table: holding, address: 0, type: int16, bit: 1}\n",
+		"points:\n  - {name: a, table: holding, address: 0, type: bool, bit: 16}\n",
+	} {
+		if _, err := ParseProfile("bad.yaml", []byte(bad)); err == nil {
+			t.Errorf("accepted:\n%s", bad)
 		}
 	}
 }

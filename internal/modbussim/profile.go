@@ -70,7 +70,9 @@ type Point struct {
 	Address   uint16
 	Type      string   // one of the Type* constants
 	ByteOrder string   // ABCD (default), DCBA, BADC or CDAB
-	Scale     float64  // engineering = raw × Scale; default 1
+	Scale     float64  // engineering = raw × Scale + Offset; default 1
+	Offset    float64  // see Scale
+	Bit       int      // 0–15: a bool stored in one bit of a register; -1 otherwise
 	Length    int      // registers, for strings
 	Sim       Behavior // how the value moves
 	Line      int      // line in the profile file
@@ -318,7 +320,7 @@ func (d *decoder) points(p *Profile, n *yaml.Node) {
 		if !d.mapping(pn, key) {
 			return
 		}
-		pt := Point{Line: pn.Line, Scale: 1, ByteOrder: "ABCD"}
+		pt := Point{Line: pn.Line, Scale: 1, ByteOrder: "ABCD", Bit: -1}
 		var simNode *yaml.Node
 		seen := map[string]bool{}
 		for _, kv := range pairs(pn) {
@@ -345,6 +347,13 @@ func (d *decoder) points(p *Profile, n *yaml.Node) {
 				pt.Scale = d.float(v, kk)
 				if pt.Scale == 0 {
 					d.errf(v, kk, "scale must not be 0")
+				}
+			case "offset":
+				pt.Offset = d.float(v, kk)
+			case "bit":
+				pt.Bit = int(d.uint16v(v, kk))
+				if pt.Bit > 15 {
+					d.errf(v, kk, "bit %d out of range 0..15", pt.Bit)
 				}
 			case "length":
 				pt.Length = int(d.uint16v(v, kk))
@@ -376,6 +385,9 @@ func (d *decoder) points(p *Profile, n *yaml.Node) {
 		}
 		if pt.Table.isBit() && pt.Type != TypeBool {
 			d.errf(pn, key+".type", "a %s point must be bool", pt.Table)
+		}
+		if pt.Bit >= 0 && (pt.Table.isBit() || pt.Type != TypeBool) {
+			d.errf(pn, key+".bit", "bit is only for bool points in input or holding registers")
 		}
 		if int(pt.Address)+pt.Registers() > 65536 {
 			d.errf(pn, key+".address", "point runs past address 65535")
@@ -536,7 +548,8 @@ func (d *decoder) simConfig(p *Profile, n *yaml.Node) {
 	}
 }
 
-// overlaps rejects two points sharing a register of the same table.
+// overlaps rejects two points sharing a register (or bit) of the same table;
+// bool points may share a register when their bits differ.
 func (d *decoder) overlaps(p *Profile) error {
 	for i := range p.Points {
 		a := &p.Points[i]
@@ -545,6 +558,9 @@ func (d *decoder) overlaps(p *Profile) error {
 			if a.Table != b.Table {
 				continue
 			}
+			if a.Bit >= 0 && b.Bit >= 0 && a.Bit != b.Bit {
+				continue // different bits of one register
+			}
 			if int(a.Address) < int(b.Address)+b.Registers() && int(b.Address) < int(a.Address)+a.Registers() {
 				return &ProfileError{File: d.file, Line: a.Line, Key: fmt.Sprintf("points[%d].address", i),
 					Msg: fmt.Sprintf("point %q overlaps point %q (line %d) in table %s", a.Name, b.Name, b.Line, a.Table)}
@@ -552,4 +568,42 @@ func (d *decoder) overlaps(p *Profile) error {
 		}
 	}
 	return nil
+}
+
+// DeviceProfileYAML returns the simulator profile data with every sim block
+// removed: the device profile the gateway loads for the same device (its
+// validator rejects the sim keys). Comments and order are kept.
+func DeviceProfileYAML(data []byte) ([]byte, error) {
+	var doc yaml.Node
+	if err := yaml.Unmarshal(data, &doc); err != nil {
+		return nil, fmt.Errorf("strip sim blocks: %w", err)
+	}
+	if len(doc.Content) == 0 || doc.Content[0].Kind != yaml.MappingNode {
+		return nil, errors.New("strip sim blocks: want a mapping at the top level")
+	}
+	root := doc.Content[0]
+	dropKey(root, "sim")
+	for _, kv := range pairs(root) {
+		if kv[0].Value == "points" && kv[1].Kind == yaml.SequenceNode {
+			for _, pt := range kv[1].Content {
+				if pt.Kind == yaml.MappingNode {
+					dropKey(pt, "sim")
+				}
+			}
+		}
+	}
+	out, err := yaml.Marshal(&doc)
+	if err != nil {
+		return nil, fmt.Errorf("strip sim blocks: %w", err)
+	}
+	return out, nil
+}
+
+func dropKey(m *yaml.Node, key string) {
+	for i := 0; i+1 < len(m.Content); i += 2 {
+		if m.Content[i].Value == key {
+			m.Content = append(m.Content[:i], m.Content[i+2:]...)
+			i -= 2
+		}
+	}
 }

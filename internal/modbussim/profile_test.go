@@ -2,6 +2,7 @@ package modbussim
 
 import (
 	"errors"
+	"os"
 	"strings"
 	"testing"
 	"time"
@@ -172,5 +173,31 @@ func TestParseUnitsAndFaults(t *testing.T) {
 				t.Errorf("ParseFaultSpec(%q) = %d, %+v, %v", tt.in, u, f, err)
 			}
 		})
+	}
+}
+
+func TestDeviceProfileYAML(t *testing.T) {
+	src, err := os.ReadFile(pumpProfilePath(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	out, err := DeviceProfileYAML(src)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, line := range strings.Split(string(out), "\n") {
+		if k := strings.TrimSpace(line); strings.HasPrefix(k, "sim:") || strings.HasPrefix(k, "reboot_silence:") {
+			t.Errorf("sim key left: %q", line)
+		}
+	}
+	p, err := ParseProfile("stripped.yaml", out)
+	if err != nil {
+		t.Fatalf("stripped profile does not load: %v", err)
+	}
+	if len(p.Points) != len(loadPump(t).Points) || p.Methods.Reboot == nil {
+		t.Errorf("stripped profile lost points or methods: %+v", p)
+	}
+	if _, err := DeviceProfileYAML([]byte("- 1")); err == nil {
+		t.Error("a list was accepted")
 	}
 }

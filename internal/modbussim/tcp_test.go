@@ -196,21 +196,25 @@ func TestTCPGarbage(t *testing.T) {
 	})
 }
 
-// awaitAnswer polls unit until it answers or the wall-clock deadline passes.
-func awaitAnswer(t *testing.T, c *tcpClient, unit byte, pdu []byte, deadline time.Duration) []byte {
+// awaitAnswer polls unit, moving the injected clock by step after each
+// unanswered request, until it answers; it fails once the injected clock has
+// moved by more than limit. It returns the injected time that passed.
+func awaitAnswer(t *testing.T, c *tcpClient, clk *fakeClock, unit byte, pdu []byte, step, limit time.Duration) time.Duration {
 	t.Helper()
-	end := time.Now().Add(deadline)
-	for time.Now().Before(end) {
-		r, err := c.call(unit, pdu, 100*time.Millisecond)
+	start := clk.Now()
+	for {
+		_, err := c.call(unit, pdu, 100*time.Millisecond)
 		if err == nil {
-			return r
+			return clk.Now().Sub(start)
 		}
 		if !errors.Is(err, errNoAnswer) {
 			t.Fatalf("poll: %v", err)
 		}
+		if clk.Now().Sub(start) > limit {
+			t.Fatalf("unit %d still silent after %v of injected time", unit, limit)
+		}
+		clk.Advance(step)
 	}
-	t.Fatalf("unit %d still silent after %v", unit, deadline)
-	return nil
 }
 
 func TestRebootSilenceAndReturn(t *testing.T) {
@@ -218,7 +222,7 @@ func TestRebootSilenceAndReturn(t *testing.T) {
 	u := ep.sim.Unit(1)
 	c := dialTCP(t, ep.tcp)
 	ep.clock.Advance(100 * time.Second)
-	if r := c.mustCall(1, unhex(t, "04 0000 0002")); hexs(r) != "0404"+"00000064" {
+	if r := c.mustCall(1, unhex(t, "04 0000 0002")); hexs(r) != "040400000064" /* 100 s */ {
 		t.Fatalf("uptime before reboot: %s, want 100", hexs(r))
 	}
 	// The reboot write itself is answered, then the unit goes quiet.
@@ -235,17 +239,18 @@ func TestRebootSilenceAndReturn(t *testing.T) {
 		t.Errorf("unit 2 disturbed by unit 1's reboot: %s", hexs(r))
 	}
 	// Move the injected clock through the silence, in steps, until it answers.
-	go func() {
-		for range 4 {
-			ep.clock.Advance(time.Second)
-		}
-	}()
-	awaitAnswer(t, c, 1, readHolding(0, 1), 5*time.Second)
+	if back := awaitAnswer(t, c, ep.clock, 1, readHolding(0, 1), 500*time.Millisecond, 10*time.Second); back < 3*time.Second {
+		t.Errorf("unit answered after %v of injected time, want the 3s reboot_silence", back)
+	}
 	if !u.Online() {
 		t.Error("unit answers but reports offline")
 	}
-	if r := c.mustCall(1, unhex(t, "04 0000 0002")); hexs(r) != "040400000000" && hexs(r) != "040400000001" {
-		t.Errorf("uptime after return: %s, want about 0", hexs(r))
+	if r := c.mustCall(1, unhex(t, "04 0000 0002")); hexs(r) != "040400000000" {
+		t.Errorf("uptime right after return: %s, want 0", hexs(r))
+	}
+	ep.clock.Advance(7 * time.Second)
+	if v, _ := u.Value("uptime"); v != 7 {
+		t.Errorf("uptime 7s after return = %v", v)
 	}
 	if u.Reboots() != 1 {
 		t.Errorf("Reboots = %d", u.Reboots())

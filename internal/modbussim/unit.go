@@ -216,7 +216,13 @@ func (u *Unit) set(name string, v float64, s string) error {
 		u.writeBitsLocked(p.Table, p.Address, []bool{v != 0}, false)
 		return nil
 	}
-	u.writeRegsLocked(p.Table, p.Address, encodeValue(p, v, s), false)
+	regs := encodeValue(p, v, s)
+	if p.Bit >= 0 { // keep the other bits of the register
+		cur, _ := u.readRegsLocked(p.Table, p.Address, 1, u.sim.now())
+		mask := encodeValue(p, 1, "")[0]
+		regs[0] |= cur[0] &^ mask
+	}
+	u.writeRegsLocked(p.Table, p.Address, regs, false)
 	return nil
 }
 
@@ -313,6 +319,10 @@ func (u *Unit) pointRegsLocked(i int, now time.Time) []uint16 {
 		for a := range out {
 			out[a] = u.regs[p.Table][p.Address+uint16(a)]
 		}
+		if p.Bit >= 0 { // only this point's bit of a shared register
+			v, _ := decodeValue(p, out)
+			return encodeValue(p, v, "")
+		}
 		return out
 	}
 	return encodeValue(p, u.gen(i, now), p.Sim.Text)
@@ -356,7 +366,7 @@ func (u *Unit) readRegsLocked(t Table, addr, n uint16, now time.Time) ([]uint16,
 		}
 		for k, r := range u.pointRegsLocked(i, now) {
 			if a := int(p.Address) + k - int(addr); a >= 0 && a < int(n) {
-				out[a] = r
+				out[a] |= r // bool points with a bit share a register
 			}
 		}
 	}

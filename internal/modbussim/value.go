@@ -7,20 +7,21 @@ import (
 )
 
 // encodeValue turns an engineering value into the point's registers:
-// raw = value / scale (rounded and clamped for integer types), laid out
+// raw = (value - offset) / scale (rounded and clamped for integer types), laid out
 // big-endian (ABCD) and then reordered per the point's byte order:
 // DCBA reverses all bytes, BADC swaps the bytes of each register, CDAB
 // reverses the register order. A string is its bytes, zero-padded, two per
 // register, first character in the high byte (BADC and DCBA swap each pair).
-// A bool in a register table is 1 or 0.
+// A bool in a register table sets its bit (1 << bit), or the whole register
+// to 1 when it has no bit; the register then follows the byte order.
 func encodeValue(p *Point, v float64, text string) []uint16 {
 	n := p.Registers()
 	b := make([]byte, 2*n)
-	raw := v / p.Scale
+	raw := (v - p.Offset) / p.Scale
 	switch p.Type {
 	case TypeBool:
 		if v != 0 {
-			b[1] = 1
+			binary.BigEndian.PutUint16(b, uint16(1)<<max(p.Bit, 0))
 		}
 	case TypeInt16:
 		binary.BigEndian.PutUint16(b, uint16(int16(clampRound(raw, math.MinInt16, math.MaxInt16))))
@@ -59,7 +60,11 @@ func decodeValue(p *Point, regs []uint16) (float64, string) {
 	var raw float64
 	switch p.Type {
 	case TypeBool:
-		if binary.BigEndian.Uint16(b) != 0 {
+		w := binary.BigEndian.Uint16(b)
+		if p.Bit >= 0 {
+			w = w >> p.Bit & 1
+		}
+		if w != 0 {
 			return 1, ""
 		}
 		return 0, ""
@@ -82,7 +87,7 @@ func decodeValue(p *Point, regs []uint16) (float64, string) {
 	case TypeString:
 		return 0, strings.TrimRight(string(b), "\x00")
 	}
-	return raw * p.Scale, ""
+	return raw*p.Scale + p.Offset, ""
 }
 
 // clampRound rounds x and clamps it to [lo, hi]; NaN becomes 0. lo and hi

@@ -208,8 +208,10 @@ func (b *Broker) session(deviceID string) *session {
 
 // Send writes payload to topic on deviceID's live connection at QoS 0, and only
 // if that connection subscribed to a filter matching topic. It never reaches
-// any other client. It returns ErrNotConnected, ErrNotSubscribed or
-// ErrInvalidTopic (wrapped) when it does not send.
+// any other client. The write is done when Send returns, so payload may be
+// reused. It returns ErrNotConnected, ErrNotSubscribed or ErrInvalidTopic
+// (wrapped) when it does not send. QoS 0 means delivery is not confirmed: a
+// direct method needs the device's response, C2D needs the hub's own queue.
 func (b *Broker) Send(deviceID, topic string, payload []byte) error {
 	if !validTopicName(topic) {
 		return fmt.Errorf("send to device %q: %w: %q", deviceID, ErrInvalidTopic, topic)

@@ -89,13 +89,26 @@ type Call struct {
 	Args []Expr
 }
 
-func (e *Path) Pos() int    { return e.At }
+// Pos returns the byte offset of the path's first segment.
+func (e *Path) Pos() int { return e.At }
+
+// Pos returns the byte offset of the literal (of its minus sign, if any).
 func (e *Literal) Pos() int { return e.At }
-func (e *Unary) Pos() int   { return e.At }
-func (e *Binary) Pos() int  { return e.At }
+
+// Pos returns the byte offset of the operator.
+func (e *Unary) Pos() int { return e.At }
+
+// Pos returns the byte offset of the left operand.
+func (e *Binary) Pos() int { return e.At }
+
+// Pos returns the byte offset of the first term.
 func (e *Logical) Pos() int { return e.At }
-func (e *In) Pos() int      { return e.At }
-func (e *Call) Pos() int    { return e.At }
+
+// Pos returns the byte offset of the tested expression.
+func (e *In) Pos() int { return e.At }
+
+// Pos returns the byte offset of the function name.
+func (e *Call) Pos() int { return e.At }
 
 func (*Path) expr()    {}
 func (*Literal) expr() {}

@@ -45,8 +45,8 @@ type Plan struct {
 	Args []any
 }
 
-// maxSelectItems bounds a projection; concat_ws takes at most 127
-// arguments per call, so items are concatenated in chunks below that.
+// concatChunk keeps each concat_ws call under SQLite's default limit of
+// 127 function arguments; longer projections nest calls.
 const concatChunk = 100
 
 // Compile turns q into SQL over the devices table. Problems tied to a

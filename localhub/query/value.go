@@ -266,11 +266,10 @@ func simpleKey(s string) bool {
 	return true
 }
 
-// JSONPath renders path segments as an SQLite JSON path such as
+// jsonPath renders path segments as an SQLite JSON path such as
 // $.location."odd-key"[2]. Keys that are not plain identifiers are quoted
-// and escaped. It is exported so that the store can build expression
-// indexes that match the compiler's output exactly.
-func JSONPath(segs []Segment) string {
+// and escaped (SQLite decodes JSON escapes inside quoted path labels).
+func jsonPath(segs []Segment) string {
 	var b strings.Builder
 	b.WriteByte('$')
 	for _, s := range segs {
@@ -289,7 +288,7 @@ func JSONPath(segs []Segment) string {
 // docPath is the dynamic value at segs inside the JSON document doc (an SQL
 // expression, usually a column).
 func docPath(doc string, segs []Segment) value {
-	p := sqlString(JSONPath(segs))
+	p := sqlString(jsonPath(segs))
 	return value{
 		cls: cDyn,
 		val: "json_extract(" + doc + ", " + p + ")",

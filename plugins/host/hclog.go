@@ -23,8 +23,9 @@ const hclogTimeFormat = "2006-01-02T15:04:05.000Z0700"
 // attributes of the logger given (plugin=<name>).
 //
 // hclog's naming is dropped: the "plugin" attribute already says where a
-// record came from. The "timestamp" argument go-plugin adds to forwarded
-// lines becomes the record's time.
+// record came from, and a "plugin" argument is renamed "executable" (that is
+// what go-plugin means by it). The "timestamp" argument go-plugin adds to
+// forwarded lines becomes the record's time.
 type slogHCLog struct {
 	l    *slog.Logger
 	name string
@@ -77,6 +78,11 @@ func (a *slogHCLog) Log(level hclog.Level, msg string, args ...any) {
 			key = fmt.Sprint(all[i])
 		}
 		val := all[i+1]
+		if key == "plugin" {
+			// go-plugin's own messages put the executable path under
+			// "plugin", which would clash with our plugin=<name>.
+			key = "executable"
+		}
 		if key == "timestamp" {
 			if s, ok := val.(string); ok {
 				if t, err := time.Parse(hclogTimeFormat, s); err == nil && t.Year() > 1 {

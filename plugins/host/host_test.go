@@ -423,7 +423,7 @@ func newCapture() *capture {
 }
 
 func (c *capture) Enabled(context.Context, slog.Level) bool { return true }
-func (c *capture) WithGroup(string) slog.Handler             { return c }
+func (c *capture) WithGroup(string) slog.Handler            { return c }
 func (c *capture) WithAttrs(as []slog.Attr) slog.Handler {
 	cc := *c
 	cc.attrs = append(append([]slog.Attr(nil), c.attrs...), as...)
