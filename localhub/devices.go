@@ -63,6 +63,9 @@ func (d *devices) AuthenticateDevice(ctx context.Context, deviceID, password str
 		return time.Time{}, fmt.Errorf("token resource %q does not cover device %s on %s", tok.Resource, deviceID, d.h.opts.Hostname)
 	}
 	dev, err := d.h.st.GetDevice(ctx, deviceID)
+	if errors.Is(err, store.ErrNotFound) && tok.KeyName == "" {
+		dev, err = d.provision(ctx, deviceID, tok)
+	}
 	if err != nil {
 		return time.Time{}, err
 	}
@@ -90,6 +93,36 @@ func (d *devices) AuthenticateDevice(ctx context.Context, deviceID, password str
 		return time.Time{}, err
 	}
 	return tok.Expiry, nil
+}
+
+// provision registers an unknown device whose token is signed with a key
+// derived from an enabled enrollment group's key (zero-touch provisioning of
+// a gateway's children, as Azure DPS symmetric-key groups do).
+func (d *devices) provision(ctx context.Context, deviceID string, tok sas.Token) (store.Device, error) {
+	groups, err := d.h.st.ListEnrollments(ctx)
+	if err != nil {
+		return store.Device{}, err
+	}
+	for _, g := range groups {
+		if !g.Enabled() {
+			continue
+		}
+		primary, err1 := sas.DeriveKey(g.PrimaryKey, deviceID)
+		secondary, err2 := sas.DeriveKey(g.SecondaryKey, deviceID)
+		if err1 != nil || err2 != nil {
+			continue
+		}
+		if verifyEither(tok, primary, secondary, d.h.now()) != nil {
+			continue
+		}
+		dev, err := d.h.st.ProvisionChild(ctx, g, deviceID, primary, secondary)
+		if err != nil {
+			return dev, fmt.Errorf("provision %s through enrollment group %s: %w", deviceID, g.ID, err)
+		}
+		d.h.log.Info("device provisioned", "device", deviceID, "enrollment", g.ID, "parent", g.Parent)
+		return dev, nil
+	}
+	return store.Device{}, fmt.Errorf("device %s: %w (and no enrollment group key signs its token)", deviceID, store.ErrNotFound)
 }
 
 func verifyEither(tok sas.Token, primary, secondary string, now time.Time) error {

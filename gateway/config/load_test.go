@@ -194,7 +194,7 @@ func TestProblems(t *testing.T) {
 		{"in_use equals type", profileCase, `in_use.equals: 1 does not fit point "a" of type bool`, 5, memFiles{"profiles/p.yaml": "name: p\nplugin: acme\npoints:\n  - { name: a, type: bool }\nin_use: { point: a, equals: 1 }\n"}},
 		{"in_use equals missing", profileCase, "in_use.equals: required", 5, memFiles{"profiles/p.yaml": "name: p\nplugin: acme\npoints:\n  - { name: a, type: bool }\nin_use: { point: a }\n"}},
 		{"method name", profileCase, `methods["re boot"]: method name "re boot" cannot contain`, 4, memFiles{"profiles/p.yaml": "name: p\nplugin: acme\nmethods:\n  're boot': {}\n"}},
-		{"profile poll", profileCase, "poll: 1ms is shorter", 3, memFiles{"profiles/p.yaml": "name: p\nplugin: acme\npoll: 1ms\n"}},
+		{"profile key typo", profileCase, `pionts: unknown key (did you mean "points"?)`, 3, memFiles{"profiles/p.yaml": "name: p\nplugin: acme\npionts: []\n"}},
 		{"profile is a list", profileCase, "a profile must be a mapping", 1, memFiles{"profiles/p.yaml": "- name: p\n"}},
 		{"profile is gateway", profileCase, "this is a gateway file", 1, memFiles{"profiles/p.yaml": "gateway: {id: x}\n"}},
 		{"profile yml extension", profileCase, "", 0, memFiles{"profiles/p.yml": "name: p\nplugin: acme\n"}},
@@ -288,24 +288,20 @@ func TestSizes(t *testing.T) {
 }
 
 func TestPointPoll(t *testing.T) {
-	d := &Device{Poll: 2 * time.Second}
-	prof := &Profile{Poll: 3 * time.Second}
-	p := &Point{Poll: time.Second}
 	tests := []struct {
 		name string
 		d    *Device
-		prof *Profile
 		p    *Point
 		want time.Duration
 	}{
-		{"point wins", d, prof, p, time.Second},
-		{"device next", d, prof, &Point{}, 2 * time.Second},
-		{"profile next", &Device{}, prof, &Point{}, 3 * time.Second},
-		{"default", &Device{}, &Profile{}, &Point{}, DefaultPoll},
+		{"point wins", &Device{Poll: 2 * time.Second}, &Point{Poll: time.Second}, time.Second},
+		{"device next", &Device{Poll: 2 * time.Second}, &Point{}, 2 * time.Second},
+		{"default", &Device{}, &Point{}, DefaultPoll},
+		{"nil", nil, nil, DefaultPoll},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			if got := PointPoll(tt.d, tt.prof, tt.p); got != tt.want {
+			if got := PointPoll(tt.d, tt.p); got != tt.want {
 				t.Errorf("got %s, want %s", got, tt.want)
 			}
 		})

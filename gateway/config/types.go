@@ -73,7 +73,7 @@ type Bus struct {
 	source
 	Name     string         `yaml:"name"`
 	Plugin   string         `yaml:"plugin"`
-	Mode     string         `yaml:"mode"`      // modbus: rtu | ascii | tcp | rtu_over_tcp
+	Mode     string         `yaml:"mode"`      // modbus: rtu | ascii | tcp
 	Port     string         `yaml:"port"`      // serial device, e.g. /dev/ttyUSB0
 	Baud     int            `yaml:"baud"`      // serial line speed
 	DataBits int            `yaml:"data_bits"` // 7 | 8
@@ -152,18 +152,15 @@ type Size int64
 // plugin's and kept in Extra, Point.Extra, Methods, Identify and Quirks.
 type Profile struct {
 	source
-	Name         string         `yaml:"name"`
-	Plugin       string         `yaml:"plugin"`
-	Description  string         `yaml:"description"`
-	Manufacturer string         `yaml:"manufacturer"`
-	Model        string         `yaml:"model"`
-	Poll         time.Duration  `yaml:"poll"` // default poll interval of the points
-	Points       []Point        `yaml:"points"`
-	Methods      map[string]any `yaml:"methods"`  // method name -> plugin-defined action
-	InUse        *InUse         `yaml:"in_use"`   // when disruptive work must wait
-	Identify     map[string]any `yaml:"identify"` // plugin-defined identification
-	Quirks       map[string]any `yaml:"quirks"`   // plugin-defined workarounds
-	Extra        map[string]any `yaml:",inline"`  // other plugin-specific top-level keys
+	Name        string         `yaml:"name"`
+	Plugin      string         `yaml:"plugin"`
+	Description string         `yaml:"description"`
+	Points      []Point        `yaml:"points"`
+	Methods     map[string]any `yaml:"methods"`  // method name -> plugin-defined action
+	InUse       *InUse         `yaml:"in_use"`   // when disruptive work must wait
+	Identify    map[string]any `yaml:"identify"` // plugin-defined identification
+	Quirks      map[string]any `yaml:"quirks"`   // plugin-defined workarounds
+	Extra       map[string]any `yaml:",inline"`  // other plugin-specific top-level keys
 
 	// File is the path the profile was loaded from.
 	File string `yaml:"-"`
@@ -193,20 +190,18 @@ type InUse struct {
 // PointTypes are the value types a point may have.
 var PointTypes = []string{"bool", "int16", "uint16", "int32", "uint32", "int64", "uint64", "float32", "float64", "string"}
 
-// DefaultPoll is the poll interval of a point when neither the point, the
-// device nor the profile sets one.
+// DefaultPoll is the poll interval of a point when neither the point nor the
+// device sets one.
 const DefaultPoll = 10 * time.Second
 
 // PointPoll returns how often point p of device d is polled: the point's own
-// poll, else the device's, else the profile's, else DefaultPoll.
-func PointPoll(d *Device, prof *Profile, p *Point) time.Duration {
+// poll, else the device's, else DefaultPoll.
+func PointPoll(d *Device, p *Point) time.Duration {
 	switch {
 	case p != nil && p.Poll > 0:
 		return p.Poll
 	case d != nil && d.Poll > 0:
 		return d.Poll
-	case prof != nil && prof.Poll > 0:
-		return prof.Poll
 	}
 	return DefaultPoll
 }

@@ -31,7 +31,7 @@ const (
 )
 
 // Modbus modes.
-var modbusModes = []string{"rtu", "ascii", "tcp", "rtu_over_tcp"}
+var modbusModes = []string{"rtu", "ascii", "tcp"}
 
 // Serial line settings.
 var (
@@ -326,12 +326,12 @@ func (b *Bus) validate(ps *problems, at func(string) pos) {
 				ps.add(at("port"), "required for a %s bus (the serial device, e.g. /dev/ttyUSB0)", b.Mode)
 			}
 			if b.Address != "" {
-				ps.add(at("address"), "a %s bus has no network address; set port (or use mode tcp / rtu_over_tcp)", b.Mode)
+				ps.add(at("address"), "a %s bus has no network address; set port (or use mode tcp)", b.Mode)
 			}
 			if b.Mode == "rtu" && b.DataBits != 8 {
 				ps.add(at("data_bits"), "Modbus RTU needs 8 data bits")
 			}
-		default: // tcp, rtu_over_tcp
+		default: // tcp
 			if b.Address == "" {
 				ps.add(at("address"), "required for a %s bus (host:port, e.g. 10.0.0.5:502)", b.Mode)
 			} else if _, _, err := splitHostPort(b.Address, false); err != nil {
@@ -384,7 +384,7 @@ func (b *Bus) addressRange() (lo, hi int, need, forbid bool) {
 		if b.Mode == "tcp" {
 			return 0, 255, true, false // unit id; 255 or 0 address the TCP device itself
 		}
-		return 1, 247, true, false // serial line unit ids; 0 is broadcast
+		return 1, 247, true, false // serial line unit ids; 0 is broadcast (Modbus over Serial Line V1.02, 2.2)
 	case "serial":
 		return 0, 0, false, true
 	}
@@ -569,9 +569,6 @@ func (p *Profile) validate(ps *problems) {
 	}
 	if msg := checkName("plugin", p.Plugin); msg != "" {
 		ps.add(at("plugin"), "%s", msg)
-	}
-	if p.Poll != 0 && p.Poll < minPoll {
-		ps.add(at("poll"), "%s is shorter than the minimum %s", formatDuration(p.Poll), formatDuration(minPoll))
 	}
 	names := map[string]*Point{}
 	var pointNames []string

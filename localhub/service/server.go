@@ -95,6 +95,10 @@ func New(o Options) *Server {
 	s.route("PUT /twins/{id}", svc, s.putTwin)
 	s.route("POST /twins/{id}/methods", svc, s.invoke)
 	s.route("GET /events", svc, s.events)
+	s.route("PUT /enrollmentGroups/{id}", write, s.putEnrollment)
+	s.route("GET /enrollmentGroups/{id}", read, s.getEnrollment)
+	s.route("GET /enrollmentGroups", read, s.listEnrollments)
+	s.route("DELETE /enrollmentGroups/{id}", write, s.deleteEnrollment)
 	s.mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		s.writeError(w, r, errf(http.StatusNotFound, "NotFound", "no route for %s %s", r.Method, r.URL.Path))
 	})

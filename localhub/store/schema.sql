@@ -58,3 +58,17 @@ CREATE TABLE IF NOT EXISTS telemetry (
 	body             BLOB NOT NULL
 );
 CREATE INDEX IF NOT EXISTS telemetry_device ON telemetry(device_id, seq);
+
+-- Enrollment groups (DPS-like symmetric-key groups): an unknown device whose
+-- token is signed with base64(HMAC-SHA256(group key, device id)) is
+-- registered on its first connect, as a child of the group's parent.
+CREATE TABLE IF NOT EXISTS enrollments (
+	id            TEXT PRIMARY KEY,
+	primary_key   TEXT NOT NULL,
+	secondary_key TEXT NOT NULL,
+	parent_id     TEXT NOT NULL DEFAULT '',
+	status        TEXT NOT NULL DEFAULT 'enabled',
+	etag          TEXT NOT NULL,
+	created       TEXT NOT NULL,
+	updated       TEXT NOT NULL
+);

@@ -55,9 +55,9 @@ func Path(dir, name string) string { return filepath.Join(dir, ExecutablePrefix+
 
 // Start runs the plugin executable Path(opts.Dir, name), completes the
 // go-plugin handshake with automatic mutual TLS, and calls Describe. The
-// handshake is bounded by opts.StartTimeout (go-plugin cannot abort it
-// earlier, so ctx is checked before and after); Describe uses ctx bounded
-// by the same timeout. On any failure the process is gone when Start
+// handshake is bounded by opts.StartTimeout (go-plugin cannot abort it, so
+// ctx is only checked before it); Describe uses ctx bounded by the same
+// timeout. On any failure the process is gone when Start
 // returns, and the error says which step failed, including the last lines
 // the plugin wrote to stderr.
 func Start(ctx context.Context, opts Options, name string) (*Instance, error) {

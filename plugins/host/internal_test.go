@@ -81,7 +81,7 @@ func TestHCLogAdapter(t *testing.T) {
 		t.Errorf("level %v", l.GetLevel())
 	}
 	l.Trace("dropped")
-	l.Info("bus opened", "bus", "b1", "timestamp", "2025-11-25T20:41:00.123Z", 7, "odd key", "dangling")
+	l.Info("bus opened", "bus", "b1", "timestamp", "2025-11-25T20:41:00.123Z", "plugin", "/x/drover-plugin-x", 7, "odd key", "dangling")
 	l.Error("boom", "timestamp", "0001-01-01T00:00:00.000Z")
 	l.Log(hclog.Off, "never")
 	l.StandardLogger(nil).Print("from std log")
@@ -97,7 +97,8 @@ func TestHCLogAdapter(t *testing.T) {
 		t.Errorf("time %v, want the plugin's %v", r.Time, want)
 	}
 	got := attrs(r)
-	if got["k"] != "v" || got["bus"] != "b1" || got["7"] != "odd key" || got[hclog.MissingKey] != "dangling" {
+	if got["k"] != "v" || got["bus"] != "b1" || got["7"] != "odd key" || got[hclog.MissingKey] != "dangling" ||
+		got["executable"] != "/x/drover-plugin-x" {
 		t.Errorf("attrs %v", got)
 	}
 	if _, ok := got["timestamp"]; ok {
