@@ -407,6 +407,9 @@ func (d *devices) IdentityDeleted(id string) {
 	}
 }
 
+// Connected implements service.Sessions.
+func (d *devices) Connected(id string) bool { return d.broker.Connected(id) }
+
 // ConnectedCount implements service.Sessions.
 func (d *devices) ConnectedCount() int { return d.broker.ConnectedCount() }
 

@@ -13,6 +13,7 @@ import (
 	"log/slog"
 	"net/http"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/drover-iot/drover/internal/sas"
@@ -31,6 +32,8 @@ type Sessions interface {
 	IdentityDeleted(deviceID string)
 	// ConnectedCount is the number of live device sessions.
 	ConnectedCount() int
+	// Connected reports whether a device has a live session.
+	Connected(deviceID string) bool
 }
 
 // TelemetryFeed wakes up event-stream readers when new telemetry is stored.
@@ -67,6 +70,10 @@ type Server struct {
 	log      *slog.Logger
 	now      func() time.Time
 	mux      *http.ServeMux
+
+	// Policies never change while the hub runs, so they are read once.
+	polMu    sync.Mutex
+	policies map[string]store.Policy
 }
 
 // maxBody bounds request bodies; twins and methods are far smaller.
@@ -137,7 +144,7 @@ func (s *Server) authorize(r *http.Request, need store.Right) error {
 	if !tok.Covers(s.host) {
 		return errf(http.StatusUnauthorized, "IotHubUnauthorizedAccess", "token resource %q does not cover hub %q", tok.Resource, s.host)
 	}
-	p, err := s.st.Policy(r.Context(), tok.KeyName)
+	p, err := s.policy(r, tok.KeyName)
 	if errors.Is(err, store.ErrNotFound) {
 		return errf(http.StatusUnauthorized, "IotHubUnauthorizedAccess", "unknown shared access policy %q", tok.KeyName)
 	}
@@ -157,6 +164,26 @@ func (s *Server) authorize(r *http.Request, need store.Right) error {
 		return errf(http.StatusForbidden, "IotHubUnauthorizedAccess", "policy %q lacks the %s permission", tok.KeyName, need)
 	}
 	return nil
+}
+
+func (s *Server) policy(r *http.Request, name string) (store.Policy, error) {
+	s.polMu.Lock()
+	p, ok := s.policies[name]
+	s.polMu.Unlock()
+	if ok {
+		return p, nil
+	}
+	p, err := s.st.Policy(r.Context(), name)
+	if err != nil {
+		return p, err
+	}
+	s.polMu.Lock()
+	if s.policies == nil {
+		s.policies = map[string]store.Policy{}
+	}
+	s.policies[name] = p
+	s.polMu.Unlock()
+	return p, nil
 }
 
 // decodeJSON reads a JSON body into v with a clear error.

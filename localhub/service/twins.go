@@ -173,8 +173,12 @@ func (s *Server) invoke(w http.ResponseWriter, r *http.Request) error {
 	if conn < 0 || conn > 300 {
 		return errf(http.StatusBadRequest, "ArgumentInvalid", "connectTimeoutInSeconds %d: must be 0 to 300", conn)
 	}
-	if _, err := s.st.GetDevice(r.Context(), id); err != nil {
-		return err
+	// A connected device exists; only a device that is not connected needs the
+	// registry lookup that tells "not found" from "not online".
+	if !s.sessions.Connected(id) {
+		if _, err := s.st.GetDevice(r.Context(), id); err != nil {
+			return err
+		}
 	}
 	status, body, err := s.sessions.InvokeMethod(r.Context(), id, in.MethodName, in.Payload, secs(resp), secs(conn))
 	switch {

@@ -190,7 +190,7 @@ func BenchmarkMosquittoYardstick(b *testing.B) {
 	dir := b.TempDir()
 	conf := filepath.Join(dir, "mosquitto.conf")
 	tlsDir := filepath.Join(h.DataDir, "tls")
-	os.WriteFile(conf, []byte(fmt.Sprintf("listener %d 127.0.0.1\ncafile %s\ncertfile %s\nkeyfile %s\nallow_anonymous true\nmax_queued_messages 100000\n",
+	os.WriteFile(conf, []byte(fmt.Sprintf("listener %d 127.0.0.1\ncafile %s\ncertfile %s\nkeyfile %s\nallow_anonymous true\nmax_queued_messages 100000\nuser root\n",
 		port, filepath.Join(tlsDir, "ca.crt"), filepath.Join(tlsDir, "server.crt"), filepath.Join(tlsDir, "server.key"))), 0o600)
 	mq := exec.Command(bin, "-c", conf)
 	var stderr bytes.Buffer
@@ -218,7 +218,7 @@ func BenchmarkMosquittoYardstick(b *testing.B) {
 			}
 			var l latencies
 			var wg sync.WaitGroup
-			start := time.Now()
+			begin := make(chan struct{})
 			for w := 0; w < conc; w++ {
 				resp := conn(fmt.Sprintf("resp-%d-%d", conc, w))
 				reqC := conn(fmt.Sprintf("req-%d-%d", conc, w))
@@ -231,6 +231,7 @@ func BenchmarkMosquittoYardstick(b *testing.B) {
 					defer wg.Done()
 					defer resp.Disconnect(0)
 					defer reqC.Disconnect(0)
+					<-begin
 					for i := 0; i < perWorker; i++ {
 						t0 := time.Now()
 						reqC.Publish(reqTopic, 0, false, []byte(`{"n":1}`))
@@ -243,6 +244,8 @@ func BenchmarkMosquittoYardstick(b *testing.B) {
 					}
 				}()
 			}
+			start := time.Now()
+			close(begin)
 			wg.Wait()
 			report(b, fmt.Sprintf("mosquitto request/reply c=%d", conc), &l, conc*perWorker, time.Since(start))
 		})
