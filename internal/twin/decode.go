@@ -67,6 +67,29 @@ type decoder struct {
 	data  []byte
 	pos   int
 	depth int
+	strs  map[string]string // short strings already allocated in this input
+}
+
+// maxIntern is the longest string or number the decoder deduplicates. Twin
+// metadata repeats the same keys, timestamps and versions in every node, and
+// sections repeat keys across sibling objects, so sharing them saves most
+// allocations of a decode.
+const maxIntern = 40
+
+// intern returns b as a string, reusing an earlier copy of equal bytes.
+func (d *decoder) intern(b []byte) string {
+	if len(b) > maxIntern {
+		return string(b)
+	}
+	if s, ok := d.strs[string(b)]; ok { // no allocation for the lookup
+		return s
+	}
+	if d.strs == nil {
+		d.strs = make(map[string]string, 32)
+	}
+	s := string(b)
+	d.strs[s] = s
+	return s
 }
 
 func (d *decoder) errorf(format string, args ...any) error {
@@ -248,7 +271,7 @@ func (d *decoder) number() (json.Number, error) {
 			return "", d.errorf("invalid number, want a digit in the exponent")
 		}
 	}
-	return json.Number(b[start:d.pos]), nil
+	return json.Number(d.intern(b[start:d.pos])), nil
 }
 
 // digits consumes [0-9]* and reports whether there was at least one.
@@ -269,7 +292,7 @@ func (d *decoder) str() (string, error) {
 	for d.pos < len(b) {
 		c := b[d.pos]
 		if c == '"' {
-			s := string(b[start:d.pos])
+			s := d.intern(b[start:d.pos])
 			d.pos++
 			return s, nil
 		}

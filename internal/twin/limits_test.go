@@ -13,18 +13,16 @@ import (
 func nested(n int, leaf any) map[string]any {
 	var v any = leaf
 	for i := n; i >= 1; i-- {
-		v = map[string]any{"a" + fmtInt(i): v}
+		v = map[string]any{"a" + strconv.Itoa(i): v}
 	}
 	return v.(map[string]any)
 }
-
-func fmtInt(i int) string { return strconv.Itoa(i) }
 
 func TestValidate(t *testing.T) {
 	deep := func(n int) string { // path of nested(n)
 		var b strings.Builder
 		for i := 1; i <= n; i++ {
-			b.WriteString(".a" + fmtInt(i))
+			b.WriteString(".a" + strconv.Itoa(i))
 		}
 		return b.String()
 	}
@@ -145,7 +143,7 @@ func TestValidate(t *testing.T) {
 func bigDoc(n, size int) map[string]any {
 	m := make(map[string]any, n)
 	for i := 0; i < n; i++ {
-		m["k"+fmtInt(i)] = strings.Repeat("v", size)
+		m["k"+strconv.Itoa(i)] = strings.Repeat("v", size)
 	}
 	return m
 }

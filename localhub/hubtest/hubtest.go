@@ -43,6 +43,9 @@ type Options struct {
 	DataDir string // reuse a directory (restart tests); default t.TempDir()
 	Logger  *slog.Logger
 	Now     func() time.Time
+	// MQTTAddr and HTTPSAddr are the listen addresses; default 127.0.0.1:0.
+	// A restart test passes the addresses of the hub it replaces.
+	MQTTAddr, HTTPSAddr string
 }
 
 // Start runs a hub until the test ends.
@@ -61,7 +64,13 @@ func StartWith(t testing.TB, o Options) *Env {
 			o.Logger = slog.New(slog.DiscardHandler)
 		}
 	}
-	h, err := localhub.New(localhub.Options{DataDir: o.DataDir, Hostname: "localhost", MQTTAddr: "127.0.0.1:0", HTTPSAddr: "127.0.0.1:0", Logger: o.Logger, Now: o.Now})
+	if o.MQTTAddr == "" {
+		o.MQTTAddr = "127.0.0.1:0"
+	}
+	if o.HTTPSAddr == "" {
+		o.HTTPSAddr = "127.0.0.1:0"
+	}
+	h, err := localhub.New(localhub.Options{DataDir: o.DataDir, Hostname: "localhost", MQTTAddr: o.MQTTAddr, HTTPSAddr: o.HTTPSAddr, Logger: o.Logger, Now: o.Now})
 	if err != nil {
 		t.Fatalf("start hub: %v", err)
 	}

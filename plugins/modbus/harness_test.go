@@ -89,7 +89,9 @@ func child(t testing.TB, useStderr bool, re *regexp.Regexp, want int, name strin
 }
 
 var (
-	socatPTY = regexp.MustCompile(`PTY is (\S+)`)
+	// socat logs "PTY is <path>" per side and applies the raw options after
+	// that line, so the ptys are only ours once it starts its transfer loop.
+	socatPTY = regexp.MustCompile(`PTY is (\S+)|starting data transfer loop`)
 	pyReady  = regexp.MustCompile(`^READY (\S+)`)
 )
 
@@ -98,7 +100,10 @@ var (
 func ptyPair(t testing.TB) (string, string) {
 	t.Helper()
 	requireSocat(t)
-	m := child(t, true, socatPTY, 2, "socat", "-d", "-d", "pty,raw,echo=0", "pty,raw,echo=0")
+	m := child(t, true, socatPTY, 3, "socat", "-d", "-d", "pty,raw,echo=0", "pty,raw,echo=0")
+	if m[0][1] == "" || m[1][1] == "" {
+		t.Fatalf("socat did not report two ptys before its transfer loop: %q", m)
+	}
 	return m[0][1], m[1][1]
 }
 

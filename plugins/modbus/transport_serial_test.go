@@ -55,14 +55,14 @@ func TestSerialTransportFaults(t *testing.T) {
 			},
 			func(t *testing.T, vals []plugins.PointValue, r *responder) {
 				wantPattern(t, vals)
-				if r.count() != 3 {
-					t.Errorf("responder saw %d requests, want 3 (one retry)", r.count())
+				if r.count() != 4 { // three planned requests, one retried
+					t.Errorf("responder saw %d requests, want 4 (one retry)", r.count())
 				}
 			}},
 		{"bad CRC without retries marks the points bad", 0,
 			func(n int, req, resp []byte) ([][]byte, time.Duration) {
 				bad := append([]byte(nil), resp...)
-				bad[2] ^= 0x01
+				bad[3] ^= 0x01 // a data byte: same length, wrong CRC
 				return [][]byte{bad}, 0
 			},
 			func(t *testing.T, vals []plugins.PointValue, _ *responder) {
@@ -74,8 +74,9 @@ func TestSerialTransportFaults(t *testing.T) {
 			}},
 		{"reply from the wrong unit", 0,
 			func(n int, req, resp []byte) ([][]byte, time.Duration) {
-				other := append([]byte{req[0] + 1}, resp[1:len(resp)-2]...)
-				return [][]byte{reply(other[:2:2])}, 0 // a well-formed frame, wrong unit
+				other := append([]byte(nil), resp[:len(resp)-2]...)
+				other[0]++
+				return [][]byte{withCRC(other)}, 0 // a well-formed frame, wrong unit
 			},
 			func(t *testing.T, vals []plugins.PointValue, _ *responder) {
 				if vals[0].Quality != plugins.QualityBad || !strings.Contains(vals[0].Error, "unit") {

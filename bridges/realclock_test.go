@@ -1,0 +1,30 @@
+package bridges
+
+import (
+	"testing"
+	"time"
+)
+
+// TestSystemClock runs the poller and a reboot watch on real time with
+// short intervals; the waits are on events, the intervals only pace them.
+func TestSystemClock(t *testing.T) {
+	h := newHarness(t, func(o *Options) {
+		o.Clock = SystemClock{}
+		o.RebootProbe, o.RebootTimeout = 10*time.Millisecond, time.Minute
+	})
+	h.plug.now = time.Now
+	h.b.cycleDone = nil
+	h.add(DeviceSpec{ID: "pump-1", Bus: "rs485", Points: []PointSpec{{Name: "temperature", Poll: 20 * time.Millisecond}}})
+	h.plug.set("pump-1", "temperature", 20)
+	h.run()
+	h.plug.log.await(t, "three polls", func(l []txn) bool { return len(ops(l, "read", "")) >= 3 })
+
+	h.plug.with("pump-1", func(d *fakeDev) { d.afterRbt = 1 })
+	if st, body := h.invoke("pump-1", "reboot", ""); st != 200 {
+		t.Fatalf("reboot = %d %v", st, body)
+	}
+	h.sink.await(t, "reboot done", func(evs []event) bool {
+		s := sections(evs, "pump-1", "reboot")
+		return len(s) == 2 && s[1]["status"] == ManageDone
+	})
+}

@@ -1,0 +1,40 @@
+package cli
+
+import (
+	"fmt"
+
+	"github.com/spf13/cobra"
+
+	"github.com/drover-iot/drover/gateway/localapi"
+)
+
+func (t *tools) devicesCmd() *cobra.Command {
+	var f apiFlags
+	c := &cobra.Command{
+		Use:   "devices",
+		Short: "List the field devices and their connection state",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			api, err := t.connect(&f, false)
+			if err != nil {
+				return err
+			}
+			defer api.close()
+			var list localapi.DeviceList
+			if err := api.request(cmdContext(cmd), "GET", "/v1/devices", nil, &list); err != nil {
+				return err
+			}
+			if asJSON, _ := f.json(); asJSON {
+				return t.printJSON(list)
+			}
+			w := t.table()
+			row(w, "ID", "BUS", "ADDRESS", "PROFILE", "STATE", "LAST SEEN", "LAST ERROR")
+			for _, d := range list.Devices {
+				row(w, d.ID, d.Bus, fmt.Sprint(d.Address), d.Profile, d.State, ago(list.Time, d.LastSeen), d.LastError)
+			}
+			return w.Flush()
+		},
+	}
+	f.add(c, false)
+	return c
+}

@@ -1,0 +1,48 @@
+package cli
+
+import (
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"github.com/spf13/cobra"
+
+	"github.com/drover-iot/drover/gateway/config"
+	"github.com/drover-iot/drover/gateway/daemon"
+)
+
+func runCmd(stderr io.Writer) *cobra.Command {
+	var path, level string
+	c := &cobra.Command{
+		Use:   "run",
+		Short: "Run the gateway daemon",
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if path == "" {
+				return fmt.Errorf("-c gateway.yaml is required")
+			}
+			if level == "" {
+				if cfg, err := config.Load(path); err == nil {
+					level = cfg.Gateway.LogLevel
+				}
+			}
+			var lv slog.Level
+			if err := lv.UnmarshalText([]byte(level)); err != nil {
+				lv = slog.LevelInfo
+			}
+			log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: lv}))
+			d, err := daemon.New(daemon.Options{ConfigPath: path, Version: Version, Logger: log})
+			if err != nil {
+				return err
+			}
+			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
+			defer stop()
+			return d.Run(ctx)
+		},
+	}
+	c.Flags().StringVarP(&path, "config", "c", "", "gateway.yaml")
+	c.Flags().StringVar(&level, "log-level", "", "debug, info, warn or error (default: gateway.log_level)")
+	return c
+}

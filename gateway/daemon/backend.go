@@ -1,0 +1,227 @@
+package daemon
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"sort"
+	"time"
+
+	"github.com/drover-iot/drover/gateway/localapi"
+	"github.com/drover-iot/drover/plugins"
+)
+
+// backend serves the technician's local API from the running gateway. Reads,
+// writes and methods go through the bridges, so they take their turn on the
+// bus at command priority like any operator command.
+type backend struct{ d *Daemon }
+
+var _ localapi.Backend = backend{}
+
+func (b backend) Status(ctx context.Context) (localapi.Status, error) {
+	d := b.d
+	d.mu.Lock()
+	cfg := d.cfg
+	d.mu.Unlock()
+	st := localapi.Status{GatewayID: cfg.Gateway.ID, Version: d.opts.Version, Uptime: localapi.Duration(d.now().Sub(d.started)), Devices: len(cfg.Devices)}
+	st.Upstream.Configured = d.gw != nil && d.gw.client != nil
+	st.Upstream.Hub = d.hostName
+	if st.Upstream.Configured {
+		s := d.gw.client.Stats()
+		st.Upstream.Connected, st.Upstream.LastError = s.Connected, s.LastError
+		st.Upstream.Since = s.ConnectedSince
+	}
+	for _, p := range d.host.Status() {
+		st.Plugins = append(st.Plugins, localapi.PluginStatus{Name: p.Name, Version: p.Version, State: p.State.String(), Restarts: p.Restarts, LastError: p.LastError})
+	}
+	stats := d.bridges.Stats()
+	for _, bus := range cfg.Buses {
+		bs := localapi.BusStatus{Name: bus.Name, Plugin: bus.Plugin, State: "open"}
+		if s, ok := stats.Buses[bus.Name]; ok {
+			bs.Transactions, bs.Timeouts, bs.Errors, bs.Queue = s.Transactions, s.Timeouts, s.Errors, s.QueueDepth
+		}
+		st.Buses = append(st.Buses, bs)
+	}
+	st.ConfigHash = configHash(cfg)
+	return st, nil
+}
+
+func (b backend) Devices(ctx context.Context) ([]localapi.DeviceInfo, error) {
+	d := b.d
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	out := []localapi.DeviceInfo{}
+	for _, dev := range d.cfg.Devices {
+		info := localapi.DeviceInfo{ID: dev.ID, Bus: dev.Bus, Profile: dev.Profile, State: "unknown"}
+		if dev.Address != nil {
+			info.Address = *dev.Address
+		}
+		if s := d.devState[dev.ID]; s != nil {
+			if v, ok := s["state"].(string); ok {
+				info.State = v
+			}
+			if v, ok := s["lastError"].(string); ok {
+				info.LastError = v
+			}
+			if v, ok := s["lastSeen"].(string); ok {
+				info.LastSeen, _ = time.Parse(time.RFC3339Nano, v)
+			}
+		}
+		out = append(out, info)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].ID < out[j].ID })
+	return out, nil
+}
+
+func (b backend) Twin(ctx context.Context, id string) (map[string]any, error) {
+	if b.d.gw != nil && id == b.d.gw.id {
+		return b.d.gw.Twin(), nil
+	}
+	if l := b.d.childLink(id); l != nil {
+		return l.Twin(), nil
+	}
+	return nil, plugins.Errorf(plugins.CodeNotFound, "unknown device %q", id)
+}
+
+// invoke runs a bridge method and turns a non-2xx answer into a coded error.
+func (b backend) invoke(ctx context.Context, id, method string, payload any) (map[string]any, error) {
+	if b.d.childLink(id) == nil {
+		return nil, plugins.Errorf(plugins.CodeNotFound, "unknown device %q", id)
+	}
+	raw, err := json.Marshal(payload)
+	if err != nil {
+		return nil, plugins.Errorf(plugins.CodeInvalid, "encode %s request: %v", method, err)
+	}
+	status, resp := b.d.bridges.Invoke(ctx, id, method, raw)
+	body, _ := resp.(map[string]any)
+	if status >= 200 && status < 300 {
+		return body, nil
+	}
+	msg := fmt.Sprintf("%s %s: status %d", method, id, status)
+	if e, ok := body["error"].(string); ok {
+		msg = e
+	}
+	return body, plugins.Errorf(codeFor(status), "%s", msg)
+}
+
+func codeFor(status int) plugins.Code {
+	switch status {
+	case http.StatusBadRequest:
+		return plugins.CodeInvalid
+	case http.StatusNotFound:
+		return plugins.CodeNotFound
+	case http.StatusConflict:
+		return plugins.CodeInUse
+	case http.StatusServiceUnavailable:
+		return plugins.CodeUnavailable
+	case http.StatusGatewayTimeout:
+		return plugins.CodeTimeout
+	}
+	return plugins.CodeDeviceError
+}
+
+func (b backend) Read(ctx context.Context, id string, points []string) ([]plugins.PointValue, error) {
+	body, err := b.invoke(ctx, id, "read", map[string]any{"points": points})
+	if err != nil {
+		return nil, err
+	}
+	now := b.d.now()
+	var out []plugins.PointValue
+	values, _ := body["values"].(map[string]any)
+	for name, v := range values {
+		out = append(out, plugins.PointValue{Point: name, Value: toValue(v), Quality: plugins.QualityGood, Time: now})
+	}
+	errs, _ := body["errors"].(map[string]any)
+	for name, e := range errs {
+		out = append(out, plugins.PointValue{Point: name, Quality: plugins.QualityBad, Error: fmt.Sprint(e), Time: now})
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Point < out[j].Point })
+	return out, nil
+}
+
+func toValue(v any) plugins.Value {
+	switch x := v.(type) {
+	case bool:
+		return plugins.Value{Kind: plugins.KindBool, Bool: x}
+	case string:
+		return plugins.Value{Kind: plugins.KindString, String: x}
+	case int64:
+		return plugins.Value{Kind: plugins.KindInt, Int: x}
+	case uint64:
+		return plugins.Value{Kind: plugins.KindUint, Uint: x}
+	case float64:
+		return plugins.Value{Kind: plugins.KindFloat, Float: x}
+	case json.Number:
+		if n, err := x.Int64(); err == nil {
+			return plugins.Value{Kind: plugins.KindInt, Int: n}
+		}
+		f, _ := x.Float64()
+		return plugins.Value{Kind: plugins.KindFloat, Float: f}
+	case int:
+		return plugins.Value{Kind: plugins.KindInt, Int: int64(x)}
+	}
+	return plugins.Value{Kind: plugins.KindString, String: fmt.Sprint(v)}
+}
+
+func (b backend) Write(ctx context.Context, id string, values map[string]any) ([]plugins.WriteResult, error) {
+	body, err := b.invoke(ctx, id, "write", values)
+	results, _ := body["results"].(map[string]any)
+	if err != nil && results == nil {
+		return nil, err
+	}
+	var out []plugins.WriteResult
+	for name, r := range results {
+		m, _ := r.(map[string]any)
+		wr := plugins.WriteResult{Point: name}
+		wr.OK, _ = m["ok"].(bool)
+		wr.Error, _ = m["error"].(string)
+		if rb, ok := m["readBack"]; ok {
+			v := toValue(rb)
+			wr.ReadBack = &v
+		}
+		out = append(out, wr)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Point < out[j].Point })
+	return out, nil
+}
+
+func (b backend) Invoke(ctx context.Context, id, method string, payload json.RawMessage) (int, any, error) {
+	if b.d.gw != nil && id == b.d.gw.id {
+		st, resp := b.d.gatewayMethod(ctx, method, payload)
+		return st, resp, nil
+	}
+	if b.d.childLink(id) == nil {
+		return 0, nil, plugins.Errorf(plugins.CodeNotFound, "unknown device %q", id)
+	}
+	st, resp := b.d.bridges.Invoke(ctx, id, method, payload)
+	return st, resp, nil
+}
+
+func (b backend) Scan(ctx context.Context, busName string, from, to int, force bool, progress func(plugins.ScanEvent)) error {
+	d := b.d
+	d.mu.Lock()
+	cfg := d.cfg
+	d.mu.Unlock()
+	bus := cfg.Bus(busName)
+	if bus == nil {
+		return plugins.Errorf(plugins.CodeNotFound, "unknown bus %q", busName)
+	}
+	polled := 0
+	for _, dev := range cfg.Devices {
+		if dev.Bus == busName {
+			polled++
+		}
+	}
+	if polled > 0 && !force {
+		return plugins.Errorf(plugins.CodeBusy, "bus %s is polling %d devices; a scan would disturb them (use --force)", busName, polled)
+	}
+	if from == 0 && to == 0 {
+		from, to = 1, 247
+	}
+	p, err := d.host.Plugin(bus.Plugin)
+	if err != nil {
+		return err
+	}
+	return p.Scan(ctx, plugins.ScanRequest{Bus: busName, From: from, To: to, Interval: 20 * time.Millisecond, Timeout: 200 * time.Millisecond}, progress)
+}

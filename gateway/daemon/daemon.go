@@ -1,0 +1,468 @@
+// Package daemon is the gateway process behind `drover run`: it loads the
+// configuration, supervises the protocol plugins, opens buses and attaches
+// devices, runs the bridges, keeps one upstream connection per identity (the
+// gateway and each bridged device), applies remote configuration overlays,
+// and serves the technician's local API.
+package daemon
+
+import (
+	"context"
+	"crypto/tls"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/drover-iot/drover/bridges"
+	"github.com/drover-iot/drover/gateway/config"
+	"github.com/drover-iot/drover/gateway/localapi"
+	"github.com/drover-iot/drover/gateway/upstream"
+	"github.com/drover-iot/drover/internal/sas"
+	"github.com/drover-iot/drover/localhub/certs"
+	"github.com/drover-iot/drover/plugins"
+	"github.com/drover-iot/drover/plugins/host"
+)
+
+// Options configure a Daemon.
+type Options struct {
+	ConfigPath string
+	Version    string
+	Logger     *slog.Logger
+	Now        func() time.Time
+	// ReportInterval is how often the gateway refreshes its own reported
+	// status (uptime, plugins, buses); default 30s.
+	ReportInterval time.Duration
+}
+
+// Daemon is a running gateway.
+type Daemon struct {
+	opts    Options
+	log     *slog.Logger
+	now     func() time.Time
+	started time.Time
+
+	base *config.Config // the technician's file
+
+	host    *host.Host
+	bridges *bridges.Bridges
+	api     *localapi.Server
+
+	// upstream settings (zero when the gateway runs without uplink)
+	hostName, address, gwKey, childrenKey string
+	tlsCfg                                *tls.Config
+
+	mu       sync.Mutex
+	cfg      *config.Config // effective: base + accepted overlay
+	overlay  map[string]any // last accepted overlay
+	children map[string]*child
+	gw       *link
+	runCtx   context.Context
+	wg       sync.WaitGroup
+	devState map[string]map[string]any // device id -> reported.connection as last reported
+}
+
+type child struct {
+	link   *link
+	cancel context.CancelFunc
+	done   chan struct{}
+}
+
+// New loads the configuration (every error with file and line) and reads
+// the upstream credentials. It starts nothing.
+func New(o Options) (*Daemon, error) {
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.DiscardHandler)
+	}
+	if o.Now == nil {
+		o.Now = time.Now
+	}
+	if o.Version == "" {
+		o.Version = "dev"
+	}
+	if o.ReportInterval <= 0 {
+		o.ReportInterval = 30 * time.Second
+	}
+	cfg, err := config.Load(o.ConfigPath)
+	if err != nil {
+		return nil, err
+	}
+	d := &Daemon{opts: o, log: o.Logger, now: o.Now, base: cfg, cfg: cfg, children: map[string]*child{}, devState: map[string]map[string]any{}}
+	if err := d.readUpstream(); err != nil {
+		return nil, err
+	}
+	return d, nil
+}
+
+func (d *Daemon) readUpstream() error {
+	u := d.base.Upstream
+	if u.ConnectionStringFile == "" {
+		d.log.Warn("no upstream configured: running offline, local API only")
+		return nil
+	}
+	b, err := os.ReadFile(u.ConnectionStringFile)
+	if err != nil {
+		return fmt.Errorf("read upstream connection string: %w", err)
+	}
+	cs, err := sas.ParseConnectionString(string(b))
+	if err != nil {
+		return fmt.Errorf("upstream connection string in %s: %w", u.ConnectionStringFile, err)
+	}
+	if cs.DeviceID != "" && cs.DeviceID != d.base.Gateway.ID {
+		return fmt.Errorf("upstream connection string in %s is for device %q, but gateway.id is %q", u.ConnectionStringFile, cs.DeviceID, d.base.Gateway.ID)
+	}
+	d.hostName, d.gwKey, d.address = cs.HostName, cs.Key, u.Address
+	if d.address == "" && cs.GatewayHostName != "" {
+		d.address = cs.GatewayHostName
+	}
+	d.tlsCfg = &tls.Config{MinVersion: tls.VersionTLS12}
+	if u.CAFile != "" {
+		pool, err := certs.Pool(u.CAFile)
+		if err != nil {
+			return fmt.Errorf("upstream ca_file: %w", err)
+		}
+		d.tlsCfg.RootCAs = pool
+	}
+	if u.ChildrenKeyFile != "" {
+		k, err := os.ReadFile(u.ChildrenKeyFile)
+		if err != nil {
+			return fmt.Errorf("read children key: %w", err)
+		}
+		d.childrenKey = strings.TrimSpace(string(k))
+		if _, err := sas.DeriveKey(d.childrenKey, "probe"); err != nil {
+			return fmt.Errorf("children key in %s: %w", u.ChildrenKeyFile, err)
+		}
+	} else {
+		d.log.Warn("no upstream.children_key_file: bridged devices are served locally but not connected to the hub")
+	}
+	return nil
+}
+
+func (d *Daemon) pluginNames(c *config.Config) []string {
+	seen := map[string]bool{}
+	var out []string
+	for _, b := range c.Buses {
+		if !seen[b.Plugin] {
+			seen[b.Plugin] = true
+			out = append(out, b.Plugin)
+		}
+	}
+	return out
+}
+
+// Run serves until ctx ends.
+func (d *Daemon) Run(ctx context.Context) error {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	d.started = d.now()
+	cfg := d.cfg
+	if err := os.MkdirAll(cfg.Gateway.DataDir, 0o700); err != nil {
+		return fmt.Errorf("create data_dir: %w", err)
+	}
+	h, err := host.New(host.Options{Dir: cfg.Plugins.Dir, Plugins: d.pluginNames(cfg), Logger: d.log.With("component", "plugins"),
+		StartTimeout: cfg.Plugins.StartTimeout, BackoffMin: cfg.Plugins.RestartBackoff.Min, BackoffMax: cfg.Plugins.RestartBackoff.Max})
+	if err != nil {
+		return fmt.Errorf("plugin host: %w", err)
+	}
+	d.host = h
+	d.bridges = bridges.New(bridges.Options{
+		Plugins: func(name string) (plugins.Plugin, error) { return h.Plugin(name) },
+		Sink:    sink{d}, Logger: d.log.With("component", "bridges"), DefaultPoll: config.DefaultPoll,
+	})
+	h.OnState(func(ev host.Event) {
+		d.log.Info("plugin state", "plugin", ev.Plugin, "state", ev.State.String(), "error", ev.Err)
+		d.bridges.PluginState(ev.Plugin, ev.State == host.StateUp)
+	})
+	d.runCtx = ctx
+	errs := make(chan error, 4)
+	d.wg.Add(2)
+	go func() { defer d.wg.Done(); errs <- wrap("plugin host", h.Run(ctx)) }()
+	go func() { defer d.wg.Done(); errs <- wrap("bridges", d.bridges.Run(ctx)) }()
+	defer func() { cancel(); d.wg.Wait() }()
+
+	if err := d.waitPlugins(ctx, cfg); err != nil {
+		return err
+	}
+	if err := d.validateWithPlugins(ctx, cfg); err != nil {
+		return err
+	}
+
+	// The gateway's own identity.
+	d.gw = newLink(cfg.Gateway.ID, d.log.With("device", cfg.Gateway.ID))
+	d.gw.onDesired = d.onGatewayDesired
+	d.gw.onMethod = d.gatewayMethod
+	if d.gwKey != "" {
+		c, err := d.newClient(cfg.Gateway.ID, d.gwKey, d.gw)
+		if err != nil {
+			return err
+		}
+		d.gw.client = c
+	}
+	d.wg.Add(1)
+	go func() { defer d.wg.Done(); d.gw.run(ctx) }()
+
+	for i := range cfg.Buses {
+		if err := d.openBus(ctx, &cfg.Buses[i]); err != nil {
+			d.log.Error("open bus", "bus", cfg.Buses[i].Name, "error", err)
+		}
+	}
+	for i := range cfg.Devices {
+		if err := d.addDevice(ctx, cfg, &cfg.Devices[i]); err != nil {
+			d.log.Error("add device", "device", cfg.Devices[i].ID, "error", err)
+		}
+	}
+
+	token, err := d.apiToken(cfg)
+	if err != nil {
+		return err
+	}
+	api, err := localapi.New(localapi.Options{Addr: cfg.Gateway.LocalAPI, Backend: backend{d}, Token: token, Logger: d.log.With("component", "localapi"), Now: d.now})
+	if err != nil {
+		return err
+	}
+	d.api = api
+	d.wg.Add(1)
+	go func() { defer d.wg.Done(); errs <- wrap("local api", api.Run(ctx)) }()
+
+	d.reportGateway()
+	tick := time.NewTicker(d.opts.ReportInterval)
+	defer tick.Stop()
+	d.log.Info("gateway running", "gateway", cfg.Gateway.ID, "devices", len(cfg.Devices), "buses", len(cfg.Buses), "local_api", cfg.Gateway.LocalAPI)
+	for {
+		select {
+		case <-ctx.Done():
+			d.stopChildren()
+			return nil
+		case err := <-errs:
+			if err != nil {
+				d.stopChildren()
+				return err
+			}
+		case <-tick.C:
+			d.reportGateway()
+		}
+	}
+}
+
+func wrap(what string, err error) error {
+	if err == nil || errors.Is(err, context.Canceled) {
+		return nil
+	}
+	return fmt.Errorf("%s: %w", what, err)
+}
+
+// APIReady is closed once the local API listens.
+func (d *Daemon) APIReady() <-chan struct{} {
+	if d.api == nil {
+		c := make(chan struct{})
+		return c
+	}
+	return d.api.Ready()
+}
+
+func (d *Daemon) apiToken(cfg *config.Config) (string, error) {
+	if cfg.Gateway.LocalAPITokenFile != "" {
+		return localapi.EnsureTokenFile(cfg.Gateway.LocalAPITokenFile)
+	}
+	return localapi.EnsureToken(cfg.Gateway.DataDir)
+}
+
+func (d *Daemon) waitPlugins(ctx context.Context, cfg *config.Config) error {
+	for _, name := range d.pluginNames(cfg) {
+		p, err := d.host.Plugin(name)
+		if err != nil {
+			return fmt.Errorf("plugin %s: %w", name, err)
+		}
+		wctx, cancel := context.WithTimeout(ctx, cfg.Plugins.StartTimeout+5*time.Second)
+		err = p.WaitUp(wctx)
+		cancel()
+		if err != nil {
+			return fmt.Errorf("plugin %s did not start: %w", name, err)
+		}
+	}
+	return nil
+}
+
+func (d *Daemon) validators(cfg *config.Config) map[string]config.PluginValidator {
+	v := map[string]config.PluginValidator{}
+	for _, name := range d.pluginNames(cfg) {
+		if p, err := d.host.Plugin(name); err == nil {
+			v[name] = p
+		}
+	}
+	return v
+}
+
+func (d *Daemon) validateWithPlugins(ctx context.Context, cfg *config.Config) error {
+	return cfg.ValidateWithPlugins(ctx, d.validators(cfg))
+}
+
+func (d *Daemon) newClient(id, key string, l *link) (*upstream.Client, error) {
+	u := d.base.Upstream
+	return upstream.New(upstream.Options{DeviceID: id, HostName: d.hostName, Address: d.address, Key: key, TLS: d.tlsCfg,
+		TokenTTL: u.TokenTTL, KeepAlive: u.Keepalive, Version: d.opts.Version, Logger: d.log.With("component", "upstream"), Now: d.now, Handler: l})
+}
+
+func (d *Daemon) openBus(ctx context.Context, b *config.Bus) error {
+	p, err := d.host.Plugin(b.Plugin)
+	if err != nil {
+		return err
+	}
+	raw, err := b.JSON()
+	if err != nil {
+		return err
+	}
+	return p.OpenBus(ctx, plugins.BusConfig{Name: b.Name, Config: raw})
+}
+
+func (d *Daemon) closeBus(ctx context.Context, b *config.Bus) {
+	if p, err := d.host.Plugin(b.Plugin); err == nil {
+		if err := p.CloseBus(ctx, b.Name); err != nil {
+			d.log.Warn("close bus", "bus", b.Name, "error", err)
+		}
+	}
+}
+
+// addDevice attaches a device to its plugin, starts bridging it and connects its identity upstream.
+func (d *Daemon) addDevice(ctx context.Context, cfg *config.Config, dev *config.Device) error {
+	bus := cfg.Bus(dev.Bus)
+	if bus == nil {
+		return fmt.Errorf("device %s: unknown bus %s", dev.ID, dev.Bus)
+	}
+	p, err := d.host.Plugin(bus.Plugin)
+	if err != nil {
+		return err
+	}
+	dc, err := cfg.DeviceConfig(dev.ID)
+	if err != nil {
+		return err
+	}
+	if err := p.Attach(ctx, dc); err != nil {
+		return fmt.Errorf("attach %s: %w", dev.ID, err)
+	}
+	l := newLink(dev.ID, d.log.With("device", dev.ID))
+	id := dev.ID
+	l.onDesired = func(desired map[string]any, version int64) {
+		cfgDoc, _ := desired["config"].(map[string]any)
+		if cfgDoc == nil {
+			cfgDoc = map[string]any{}
+		}
+		if err := d.bridges.Desired(id, cfgDoc, version); err != nil {
+			d.log.Warn("apply desired", "device", id, "error", err)
+		}
+	}
+	l.onMethod = func(ctx context.Context, name string, payload json.RawMessage) (int, any) {
+		return d.bridges.Invoke(ctx, id, name, payload)
+	}
+	if d.childrenKey != "" {
+		key, err := sas.DeriveKey(d.childrenKey, dev.ID)
+		if err != nil {
+			return err
+		}
+		if l.client, err = d.newClient(dev.ID, key, l); err != nil {
+			return err
+		}
+	}
+	cctx, cancel := context.WithCancel(d.runCtx)
+	c := &child{link: l, cancel: cancel, done: make(chan struct{})}
+	d.mu.Lock()
+	d.children[dev.ID] = c
+	d.mu.Unlock()
+	d.wg.Add(1)
+	go func() { defer d.wg.Done(); defer close(c.done); l.run(cctx) }()
+	if err := d.bridges.Add(ctx, specFor(cfg, dev), bus.Plugin); err != nil {
+		d.removeChild(dev.ID)
+		_ = p.Detach(ctx, dev.ID)
+		return fmt.Errorf("bridge %s: %w", dev.ID, err)
+	}
+	return nil
+}
+
+func (d *Daemon) removeDevice(ctx context.Context, cfg *config.Config, dev *config.Device) {
+	d.bridges.Remove(dev.ID)
+	if bus := cfg.Bus(dev.Bus); bus != nil {
+		if p, err := d.host.Plugin(bus.Plugin); err == nil {
+			if err := p.Detach(ctx, dev.ID); err != nil {
+				d.log.Warn("detach", "device", dev.ID, "error", err)
+			}
+		}
+	}
+	d.removeChild(dev.ID)
+}
+
+func (d *Daemon) removeChild(id string) {
+	d.mu.Lock()
+	c := d.children[id]
+	delete(d.children, id)
+	d.mu.Unlock()
+	if c != nil {
+		c.cancel()
+		<-c.done
+	}
+}
+
+func (d *Daemon) stopChildren() {
+	d.mu.Lock()
+	ids := make([]string, 0, len(d.children))
+	for id := range d.children {
+		ids = append(ids, id)
+	}
+	d.mu.Unlock()
+	for _, id := range ids {
+		d.removeChild(id)
+	}
+}
+
+func (d *Daemon) childLink(id string) *link {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if c := d.children[id]; c != nil {
+		return c.link
+	}
+	return nil
+}
+
+// specFor turns a configured device and its profile into a bridge spec.
+func specFor(cfg *config.Config, dev *config.Device) bridges.DeviceSpec {
+	spec := bridges.DeviceSpec{ID: dev.ID, Bus: dev.Bus, DefaultPoll: dev.Poll}
+	prof := cfg.Profiles[dev.Profile]
+	if prof == nil {
+		return spec
+	}
+	for i := range prof.Points {
+		p := &prof.Points[i]
+		spec.Points = append(spec.Points, bridges.PointSpec{Name: p.Name, Poll: config.PointPoll(dev, p), Writable: p.Writable, Deadband: p.Deadband})
+	}
+	if prof.InUse != nil {
+		spec.InUse = &bridges.InUseRule{Point: prof.InUse.Point, Equals: prof.InUse.Equals}
+	}
+	return spec
+}
+
+// sink routes what the bridges learn to each device's upstream link.
+type sink struct{ d *Daemon }
+
+func (s sink) Reported(id string, patch map[string]any) {
+	if c, ok := patch["connection"].(map[string]any); ok {
+		s.d.mu.Lock()
+		st := s.d.devState[id]
+		if st == nil {
+			st = map[string]any{}
+			s.d.devState[id] = st
+		}
+		mergeInto(st, c)
+		s.d.mu.Unlock()
+	}
+	if l := s.d.childLink(id); l != nil {
+		l.Report(patch)
+	}
+}
+
+func (s sink) Telemetry(id string, values map[string]any, at time.Time) {
+	if l := s.d.childLink(id); l != nil {
+		l.Telemetry(values, at)
+	}
+}
