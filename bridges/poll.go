@@ -18,6 +18,11 @@ func (d *device) poll(ctx context.Context, now time.Time) {
 	err := d.call(ctx, bus.PriorityPoll, func(ctx context.Context) error {
 		var err error
 		vals, err = d.plugin.Read(ctx, d.spec.ID, names)
+		if err == nil && allTimedOut(vals) {
+			// A plugin may report a silent device as timed-out points rather
+			// than as an error; the bus's circuit breaker must see a timeout.
+			return plugins.Errorf(plugins.CodeTimeout, "%s did not answer: %s", d.spec.ID, vals[0].Error)
+		}
 		return err
 	})
 	end := d.clock.Now()
@@ -105,4 +110,13 @@ func (d *device) publish(vals []plugins.PointValue, err error, now time.Time, to
 		}
 		return patch, changes, at
 	})
+}
+
+func allTimedOut(vals []plugins.PointValue) bool {
+	for _, v := range vals {
+		if v.Quality != plugins.QualityTimeout {
+			return false
+		}
+	}
+	return len(vals) > 0
 }

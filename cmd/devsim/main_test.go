@@ -27,7 +27,7 @@ func buildDevsim(t *testing.T) string {
 	return bin
 }
 
-const pumpProfile = "../../configs/devsim/pump.yaml"
+const pumpProfile = "../../configs/devsim/demo-pump.yaml"
 
 // TestDevsimModbusBinary runs the real binary, reads its tcp:/rtu:/ready
 // lines, talks to both endpoints and stops it with SIGTERM.

@@ -20,7 +20,7 @@ func Main(args []string, stdout, stderr io.Writer) int {
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
-	root.AddCommand(demoCmd(stdout, stderr), versionCmd(stdout))
+	root.AddCommand(append([]*cobra.Command{runCmd(stderr), demoCmd(stdout, stderr), versionCmd(stdout)}, technicianCmds(stdout, stderr)...)...)
 	root.SetArgs(args)
 	root.SetOut(stdout)
 	root.SetErr(stderr)

@@ -35,6 +35,9 @@ const (
 	envToken = "DROVER_API_TOKEN"
 )
 
+// maxConfigSize bounds the gateway.yaml the CLI reads for -c.
+const maxConfigSize = 4 << 20
+
 // maxResponse bounds a response body (twins are the biggest).
 const maxResponse = 16 << 20
 
@@ -95,6 +98,13 @@ type localSettings struct {
 // reports) must not stop the technician from reaching the daemon. Defaults
 // and relative paths follow the config package.
 func readLocalSettings(path string) (localSettings, error) {
+	st, err := os.Stat(path)
+	if err != nil {
+		return localSettings{}, fmt.Errorf("read %s: %w", path, unwrapPath(err))
+	}
+	if st.IsDir() || st.Size() > maxConfigSize {
+		return localSettings{}, fmt.Errorf("read %s: not a gateway.yaml (a directory, or larger than %d bytes)", path, maxConfigSize)
+	}
 	data, err := os.ReadFile(path)
 	if err != nil {
 		return localSettings{}, fmt.Errorf("read %s: %w", path, unwrapPath(err))

@@ -184,6 +184,8 @@ func (d *Daemon) gatewayMethod(ctx context.Context, name string, payload json.Ra
 			return 500, map[string]string{"error": err.Error()}
 		}
 		return 200, st
+	case "stats":
+		return 200, map[string]any{"bridges": d.bridges.Stats(), "upstream": d.gw.Stats()}
 	case "effectiveConfig":
 		d.mu.Lock()
 		cfg := d.cfg
@@ -194,7 +196,7 @@ func (d *Daemon) gatewayMethod(ctx context.Context, name string, payload json.Ra
 		}
 		return 200, raw
 	}
-	return 404, map[string]string{"error": "unknown method " + name + " on the gateway (status, effectiveConfig)"}
+	return 404, map[string]string{"error": "unknown method " + name + " on the gateway (status, stats, effectiveConfig)"}
 }
 
 func configHash(c *config.Config) string { return config.Hash(c) }

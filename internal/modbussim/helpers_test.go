@@ -45,7 +45,7 @@ func (c *fakeClock) Advance(d time.Duration) {
 func pumpProfilePath(t *testing.T) string {
 	t.Helper()
 	_, file, _, _ := runtime.Caller(0)
-	return filepath.Join(filepath.Dir(file), "..", "..", "configs", "devsim", "pump.yaml")
+	return filepath.Join(filepath.Dir(file), "..", "..", "configs", "devsim", "demo-pump.yaml")
 }
 
 func loadPump(t *testing.T) *Profile {

@@ -10,7 +10,7 @@ import (
 
 func TestLoadPumpProfile(t *testing.T) {
 	p := loadPump(t)
-	if p.Name != "acme-pump" {
+	if p.Name != "demo-pump" {
 		t.Errorf("name %q", p.Name)
 	}
 	byName := map[string]Point{}

@@ -12,11 +12,11 @@ import (
 	"github.com/drover-iot/drover/plugins"
 )
 
-func vInt(i int64) plugins.Value    { return plugins.Value{Kind: plugins.KindInt, Int: i} }
-func vUint(u uint64) plugins.Value  { return plugins.Value{Kind: plugins.KindUint, Uint: u} }
+func vInt(i int64) plugins.Value     { return plugins.Value{Kind: plugins.KindInt, Int: i} }
+func vUint(u uint64) plugins.Value   { return plugins.Value{Kind: plugins.KindUint, Uint: u} }
 func vFloat(f float64) plugins.Value { return plugins.Value{Kind: plugins.KindFloat, Float: f} }
-func vBool(b bool) plugins.Value    { return plugins.Value{Kind: plugins.KindBool, Bool: b} }
-func vStr(s string) plugins.Value   { return plugins.Value{Kind: plugins.KindString, String: s} }
+func vBool(b bool) plugins.Value     { return plugins.Value{Kind: plugins.KindBool, Bool: b} }
+func vStr(s string) plugins.Value    { return plugins.Value{Kind: plugins.KindString, String: s} }
 
 func unhex(t testing.TB, s string) []byte {
 	t.Helper()

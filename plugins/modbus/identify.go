@@ -11,10 +11,8 @@ import (
 
 // Device identification read codes.
 const (
-	devIDBasic    = 0x01 // objects 0x00..0x02
-	devIDRegular  = 0x02 // objects 0x00..0x06 (and 0x03..0x06 optional)
-	devIDExtended = 0x03
-	devIDOne      = 0x04
+	devIDBasic   = 0x01 // objects 0x00..0x02
+	devIDRegular = 0x02 // objects 0x00..0x06 (0x03..0x06 optional)
 )
 
 // Object ids of the basic and regular categories.

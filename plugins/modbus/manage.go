@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"time"
 
 	"github.com/drover-iot/drover/plugins"
 )
@@ -237,7 +238,7 @@ func (d *Driver) Scan(ctx context.Context, req plugins.ScanRequest, progress fun
 	log := d.log.With("bus", req.Bus)
 	for addr := req.From; addr <= req.To; addr++ {
 		if addr > req.From && req.Interval > 0 {
-			if err := sleepUntil(ctx, d.now().Add(req.Interval)); err != nil {
+			if err := sleepUntil(ctx, time.Now().Add(req.Interval)); err != nil {
 				return asPluginError("scan "+req.Bus, err)
 			}
 		}

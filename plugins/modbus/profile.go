@@ -352,9 +352,9 @@ func decodePoint(raw json.RawMessage, path string, errs *[]plugins.FieldError) P
 	if o.str("type", &s) {
 		pt.Type = Type(s)
 	}
-	o.integer("bit", &pt.Bit)
-	if o.has("bit") && pt.Bit < 0 {
-		pt.Bit = 99 // reported by validation
+	if o.integer("bit", &pt.Bit) && pt.Bit < 0 {
+		o.fail(path+".bit", "%d out of range 0..15", pt.Bit)
+		pt.Bit = -1
 	}
 	o.integer("length", &pt.Length)
 	if o.str("byte_order", &s) {

@@ -91,6 +91,8 @@ func TestValidateProfile(t *testing.T) {
 		{"bool in holding with bit", withPoint(`{"name": "a", "table": "holding", "address": 0, "type": "bool", "bit": 15, "writable": true}`), nil},
 		{"bit out of range", withPoint(`{"name": "a", "table": "holding", "address": 0, "type": "bool", "bit": 16}`),
 			[]string{"points[0].bit: 16 out of range 0..15"}},
+		{"negative bit", withPoint(`{"name": "a", "table": "holding", "address": 0, "type": "bool", "bit": -2}`),
+			[]string{"points[0].bit: -2 out of range 0..15"}},
 		{"bit on a coil", withPoint(`{"name": "a", "table": "coil", "address": 0, "type": "bool", "bit": 1}`),
 			[]string{"points[0].bit: only for bool points in input or holding"}},
 		{"number in a coil", withPoint(`{"name": "a", "table": "coil", "address": 0, "type": "int16"}`),

@@ -3,8 +3,8 @@ package modbus
 import (
 	"context"
 	"encoding/binary"
-	"errors"
 	"encoding/json"
+	"errors"
 	"io"
 	"strconv"
 	"sync"

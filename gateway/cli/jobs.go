@@ -1,0 +1,53 @@
+package cli
+
+import (
+	"fmt"
+	"net/url"
+
+	"github.com/spf13/cobra"
+
+	"github.com/drover-iot/drover/gateway/localapi"
+)
+
+func (t *tools) jobsCmd() *cobra.Command {
+	var (
+		f      apiFlags
+		device string
+	)
+	c := &cobra.Command{
+		Use:   "jobs",
+		Short: "List the gateway's device job queue (config writes, reboots, firmware)",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			api, err := t.connect(&f, false)
+			if err != nil {
+				return err
+			}
+			defer api.close()
+			path := "/v1/jobs"
+			if device != "" {
+				path += "?" + url.Values{"device": {device}}.Encode()
+			}
+			var list localapi.JobList
+			if err := api.request(cmdContext(cmd), "GET", path, nil, &list); err != nil {
+				return err
+			}
+			if asJSON, _ := f.json(); asJSON {
+				return t.printJSON(list)
+			}
+			w := t.table()
+			row(w, "ID", "DEVICE", "KIND", "STATE", "ATTEMPTS", "PROGRESS", "CREATED", "REASON")
+			for _, j := range list.Jobs {
+				progress := ""
+				if j.Progress > 0 {
+					progress = fmt.Sprintf("%d%%", j.Progress)
+				}
+				row(w, j.ID, j.Device, j.Kind, j.State, fmt.Sprint(j.Attempts), progress, ago(list.Time, j.Created), j.Reason)
+			}
+			return w.Flush()
+		},
+	}
+	f.add(c, false)
+	c.Flags().StringVar(&device, "device", "", "only this device's jobs")
+	return c
+}
