@@ -3,6 +3,7 @@ package config
 import (
 	"os"
 	"path/filepath"
+	"strings"
 	"time"
 )
 
@@ -134,6 +135,13 @@ func resolvePaths(c *Config) {
 	} {
 		if *p != "" && !filepath.IsAbs(*p) {
 			*p = filepath.Join(c.dir, *p)
+		}
+	}
+	// A serial port given as a relative path (a symlink next to the file,
+	// as the demo makes) is relative to the file too; bare names stay.
+	for i := range c.Buses {
+		if p := c.Buses[i].Port; p != "" && !filepath.IsAbs(p) && strings.ContainsRune(p, '/') {
+			c.Buses[i].Port = filepath.Join(c.dir, p)
 		}
 	}
 }

@@ -49,6 +49,7 @@ func (b backend) Status(ctx context.Context) (localapi.Status, error) {
 
 func (b backend) Devices(ctx context.Context) ([]localapi.DeviceInfo, error) {
 	d := b.d
+	stats := d.bridges.Stats()
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	out := []localapi.DeviceInfo{}
@@ -67,6 +68,10 @@ func (b backend) Devices(ctx context.Context) ([]localapi.DeviceInfo, error) {
 			if v, ok := s["lastSeen"].(string); ok {
 				info.LastSeen, _ = time.Parse(time.RFC3339Nano, v)
 			}
+		}
+		// The bridge knows the last answer; reported.connection changes only on transitions.
+		if ds, ok := stats.Devices[dev.ID]; ok && ds.LastSeen.After(info.LastSeen) {
+			info.LastSeen = ds.LastSeen
 		}
 		out = append(out, info)
 	}

@@ -55,6 +55,8 @@ type Daemon struct {
 	hostName, address, gwKey, childrenKey string
 	tlsCfg                                *tls.Config
 
+	reconcileMu sync.Mutex // one configuration change at a time
+
 	mu       sync.Mutex
 	cfg      *config.Config // effective: base + accepted overlay
 	overlay  map[string]any // last accepted overlay
@@ -63,6 +65,7 @@ type Daemon struct {
 	runCtx   context.Context
 	wg       sync.WaitGroup
 	devState map[string]map[string]any // device id -> reported.connection as last reported
+	ready    chan struct{}               // closed once the local API listens
 }
 
 type child struct {
@@ -90,7 +93,7 @@ func New(o Options) (*Daemon, error) {
 	if err != nil {
 		return nil, err
 	}
-	d := &Daemon{opts: o, log: o.Logger, now: o.Now, base: cfg, cfg: cfg, children: map[string]*child{}, devState: map[string]map[string]any{}}
+	d := &Daemon{opts: o, log: o.Logger, now: o.Now, base: cfg, cfg: cfg, children: map[string]*child{}, devState: map[string]map[string]any{}, ready: make(chan struct{})}
 	if err := d.readUpstream(); err != nil {
 		return nil, err
 	}
@@ -190,7 +193,19 @@ func (d *Daemon) Run(ctx context.Context) error {
 		return err
 	}
 
-	// The gateway's own identity.
+	for i := range cfg.Buses {
+		if err := d.openBus(ctx, &cfg.Buses[i]); err != nil {
+			d.log.Error("open bus", "bus", cfg.Buses[i].Name, "error", err)
+		}
+	}
+	for i := range cfg.Devices {
+		if err := d.addDevice(ctx, cfg, &cfg.Devices[i]); err != nil {
+			d.log.Error("add device", "device", cfg.Devices[i].ID, "error", err)
+		}
+	}
+
+	// The gateway's own identity, once the devices are in place: its desired
+	// configuration overlay may change them.
 	d.gw = newLink(cfg.Gateway.ID, d.log.With("device", cfg.Gateway.ID))
 	d.gw.onDesired = d.onGatewayDesired
 	d.gw.onMethod = d.gatewayMethod
@@ -204,17 +219,6 @@ func (d *Daemon) Run(ctx context.Context) error {
 	d.wg.Add(1)
 	go func() { defer d.wg.Done(); d.gw.run(ctx) }()
 
-	for i := range cfg.Buses {
-		if err := d.openBus(ctx, &cfg.Buses[i]); err != nil {
-			d.log.Error("open bus", "bus", cfg.Buses[i].Name, "error", err)
-		}
-	}
-	for i := range cfg.Devices {
-		if err := d.addDevice(ctx, cfg, &cfg.Devices[i]); err != nil {
-			d.log.Error("add device", "device", cfg.Devices[i].ID, "error", err)
-		}
-	}
-
 	token, err := d.apiToken(cfg)
 	if err != nil {
 		return err
@@ -226,6 +230,13 @@ func (d *Daemon) Run(ctx context.Context) error {
 	d.api = api
 	d.wg.Add(1)
 	go func() { defer d.wg.Done(); errs <- wrap("local api", api.Run(ctx)) }()
+	go func() {
+		select {
+		case <-api.Ready():
+			close(d.ready)
+		case <-ctx.Done():
+		}
+	}()
 
 	d.reportGateway()
 	tick := time.NewTicker(d.opts.ReportInterval)
@@ -255,13 +266,7 @@ func wrap(what string, err error) error {
 }
 
 // APIReady is closed once the local API listens.
-func (d *Daemon) APIReady() <-chan struct{} {
-	if d.api == nil {
-		c := make(chan struct{})
-		return c
-	}
-	return d.api.Ready()
-}
+func (d *Daemon) APIReady() <-chan struct{} { return d.ready }
 
 func (d *Daemon) apiToken(cfg *config.Config) (string, error) {
 	if cfg.Gateway.LocalAPITokenFile != "" {

@@ -54,8 +54,10 @@ func (d *Daemon) onGatewayDesired(desired map[string]any, version int64) {
 	if overlay == nil {
 		overlay = map[string]any{}
 	}
+	d.reconcileMu.Lock()
+	defer d.reconcileMu.Unlock()
 	d.mu.Lock()
-	same := reflect.DeepEqual(overlay, d.overlay)
+	same := reflect.DeepEqual(overlay, d.overlay) || (len(overlay) == 0 && len(d.overlay) == 0)
 	d.mu.Unlock()
 	if same {
 		d.gw.Report(map[string]any{"configOverlay": map[string]any{"status": "applied", "version": version}})

@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"fmt"
 	"math"
+	"strconv"
 	"strings"
 
 	"github.com/drover-iot/drover/plugins"
@@ -81,7 +82,30 @@ func DecodeRegisters(p *Point, raw []byte) (plugins.Value, error) {
 	if !p.scaled() {
 		return v, nil
 	}
-	return plugins.Value{Kind: plugins.KindFloat, Float: asFloat(v)*p.Scale + p.Offset}, nil
+	f := asFloat(v)*p.Scale + p.Offset
+	if v.Kind != plugins.KindFloat {
+		// An integer register scaled by 0.1 means one decimal: 259*0.1 is
+		// 25.9, not 25.900000000000002.
+		f = roundTo(f, max(decimals(p.Scale), decimals(p.Offset)))
+	}
+	return plugins.Value{Kind: plugins.KindFloat, Float: f}, nil
+}
+
+// decimals is the number of digits after the point in f's shortest form.
+func decimals(f float64) int {
+	s := strconv.FormatFloat(f, 'f', -1, 64)
+	if i := strings.IndexByte(s, '.'); i >= 0 {
+		return len(s) - i - 1
+	}
+	return 0
+}
+
+func roundTo(f float64, d int) float64 {
+	if d > 12 {
+		return f
+	}
+	p := math.Pow10(d)
+	return math.Round(f*p) / p
 }
 
 func asFloat(v plugins.Value) float64 {

@@ -348,6 +348,11 @@ func TestGatewayEndToEnd(t *testing.T) {
 	})
 
 	t.Run("dead unit costs one timeout per back-off period", func(t *testing.T) {
+		// Let the breaker open (three timeouts) and back off at least once.
+		s.eventually(t, 30*time.Second, "dead unit's breaker opened twice", func() (bool, string) {
+			b := path(s.gatewayStats(), "bridges", "buses", "rs485-1", "breakers", "dead-9")
+			return num(path(map[string]any{"b": b}, "b", "opens")) >= 2, fmt.Sprint(b)
+		})
 		st1 := s.gatewayStats()
 		time.Sleep(6 * time.Second) // the observation window itself
 		st2 := s.gatewayStats()
