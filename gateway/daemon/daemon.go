@@ -65,7 +65,7 @@ type Daemon struct {
 	runCtx   context.Context
 	wg       sync.WaitGroup
 	devState map[string]map[string]any // device id -> reported.connection as last reported
-	ready    chan struct{}               // closed once the local API listens
+	ready    chan struct{}             // closed once the local API listens
 }
 
 type child struct {
