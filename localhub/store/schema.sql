@@ -72,3 +72,42 @@ CREATE TABLE IF NOT EXISTS enrollments (
 	created       TEXT NOT NULL,
 	updated       TEXT NOT NULL
 );
+
+-- Fleet operations (issue 5) ------------------------------------------------
+-- Import/export jobs: Azure's JobProperties for type import|export. The
+-- job's files (the uploaded import input, the export output devices.txt,
+-- importErrors.log) are kept as chunks in import_export_blobs instead of in
+-- blob storage, and go away with their job.
+CREATE TABLE IF NOT EXISTS import_export_jobs (
+	job_id         TEXT PRIMARY KEY,
+	type           TEXT NOT NULL,                 -- import | export
+	status         TEXT NOT NULL,                 -- enqueued | running | completed | failed | cancelled
+	created        TEXT NOT NULL,
+	start_time     TEXT NOT NULL DEFAULT '0001-01-01T00:00:00Z',
+	end_time       TEXT NOT NULL DEFAULT '0001-01-01T00:00:00Z',
+	exclude_keys   INTEGER NOT NULL DEFAULT 0,
+	default_mode   TEXT NOT NULL DEFAULT '',      -- import mode of lines that name none
+	total          INTEGER NOT NULL DEFAULT 0,    -- input lines (import) or identities (export)
+	processed      INTEGER NOT NULL DEFAULT 0,
+	failed         INTEGER NOT NULL DEFAULT 0,
+	failure_reason TEXT NOT NULL DEFAULT ''
+);
+
+CREATE TABLE IF NOT EXISTS import_export_blobs (
+	job_id TEXT NOT NULL REFERENCES import_export_jobs(job_id) ON DELETE CASCADE,
+	name   TEXT NOT NULL,                         -- input | devices.txt | importErrors.log
+	seq    INTEGER NOT NULL,
+	data   BLOB NOT NULL,
+	PRIMARY KEY (job_id, name, seq)
+);
+
+-- Query indexes that pay on every fleet (measured in docs/benchmarks.md).
+-- The expressions are exactly what the query compiler emits (see
+-- query.IndexFor; localhub/query/schema_index_test.go keeps them in step), so
+-- SQLite's planner matches them. properties.reported.status is the
+-- conventional place for a device's state: the index serves filters on it
+-- (Filter form, first column) and GROUP BY it with COUNT() (both columns,
+-- covering). Tag paths differ per fleet and are not indexed here.
+CREATE INDEX IF NOT EXISTS devices_reported_status ON devices(
+	(CASE json_type(reported, '$.status') WHEN 'null' THEN 0 WHEN 'true' THEN 1 WHEN 'false' THEN 1 WHEN 'integer' THEN 2 WHEN 'real' THEN 2 WHEN 'text' THEN 3 WHEN 'array' THEN 4 WHEN 'object' THEN 5 END),
+	json_extract(reported, '$.status'));
