@@ -111,3 +111,37 @@ CREATE TABLE IF NOT EXISTS import_export_blobs (
 CREATE INDEX IF NOT EXISTS devices_reported_status ON devices(
 	(CASE json_type(reported, '$.status') WHEN 'null' THEN 0 WHEN 'true' THEN 1 WHEN 'false' THEN 1 WHEN 'integer' THEN 2 WHEN 'real' THEN 2 WHEN 'text' THEN 3 WHEN 'array' THEN 4 WHEN 'object' THEN 5 END),
 	json_extract(reported, '$.status'));
+
+-- Jobs v2 (localhub/jobs): scheduled twin updates and direct method calls
+-- over a query condition. The device set is snapshotted into jobs_devices
+-- when a job starts, so a restarted hub continues where it was and never
+-- re-applies a device whose record is finished.
+CREATE TABLE IF NOT EXISTS jobs (
+	job_id         TEXT PRIMARY KEY,
+	type           TEXT NOT NULL,                   -- scheduleUpdateTwin | scheduleDeviceMethod
+	status         TEXT NOT NULL,                   -- queued|scheduled|running|completed|failed|cancelled
+	spec           TEXT NOT NULL,                   -- JSON: the accepted request (condition, patch or method, rollout, ...)
+	created        TEXT NOT NULL,
+	start_time     TEXT NOT NULL,                   -- when the job may start (the request's startTime or its creation)
+	end_time       TEXT NOT NULL DEFAULT '0001-01-01T00:00:00Z',
+	snapshot       INTEGER NOT NULL DEFAULT 0,      -- 1 once jobs_devices holds the job's device set
+	failure_reason TEXT NOT NULL DEFAULT '',
+	status_message TEXT NOT NULL DEFAULT ''
+);
+CREATE INDEX IF NOT EXISTS jobs_by_status ON jobs(status, created);
+
+CREATE TABLE IF NOT EXISTS jobs_devices (
+	job_id       TEXT NOT NULL REFERENCES jobs(job_id) ON DELETE CASCADE,
+	device_id    TEXT NOT NULL,
+	status       TEXT NOT NULL DEFAULT 'pending',  -- pending|running|completed|failed|cancelled
+	attempts     INTEGER NOT NULL DEFAULT 0,
+	outcome      TEXT NOT NULL DEFAULT '{"deviceMethodResponse":null}',
+	error        TEXT NOT NULL DEFAULT 'null',      -- JSON {"code","description"} or null
+	created      TEXT NOT NULL,
+	start_time   TEXT NOT NULL DEFAULT '0001-01-01T00:00:00Z',
+	end_time     TEXT NOT NULL DEFAULT '0001-01-01T00:00:00Z',
+	last_updated TEXT NOT NULL,
+	PRIMARY KEY (job_id, device_id)
+);
+CREATE INDEX IF NOT EXISTS jobs_devices_by_device ON jobs_devices(device_id, job_id);
+CREATE INDEX IF NOT EXISTS jobs_devices_by_status ON jobs_devices(job_id, status, device_id);

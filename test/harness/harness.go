@@ -64,6 +64,7 @@ type Proc struct {
 	lines  chan string
 	stderr *lockedBuffer
 	done   chan struct{}
+	err    error // from Wait, valid once done is closed
 }
 
 type lockedBuffer struct {
@@ -110,7 +111,7 @@ func Start(t testing.TB, bin string, args ...string) *Proc {
 		_, _ = io.Copy(io.Discard, out)
 		close(p.lines)
 	}()
-	go func() { _ = cmd.Wait(); close(p.done) }()
+	go func() { p.err = cmd.Wait(); close(p.done) }()
 	t.Cleanup(func() { p.Stop() })
 	return p
 }
@@ -133,6 +134,12 @@ func (p *Proc) Await(t testing.TB, prefix string, timeout time.Duration) string 
 		}
 	}
 }
+
+// Exited is closed when the process has exited.
+func (p *Proc) Exited() <-chan struct{} { return p.done }
+
+// ExitErr is the process's exit error (nil for status 0); valid after Exited.
+func (p *Proc) ExitErr() error { return p.err }
 
 // Stderr returns what the process wrote to stderr so far.
 func (p *Proc) Stderr() string { return p.stderr.String() }
