@@ -95,17 +95,27 @@ func fieldErrors(what string, errs []plugins.FieldError) error {
 	return plugins.Errorf(plugins.CodeInvalid, "%s: %s", what, strings.Join(parts, "; "))
 }
 
-// OpenBus implements plugins.Plugin. A serial port is opened at once (so a
+// OpenBus implements plugins.Plugin. Opening an open bus replaces it. A serial port is opened at once (so a
 // missing device is reported here); a TCP connection is made on first use.
 func (d *Driver) OpenBus(ctx context.Context, bc plugins.BusConfig) error {
 	b, errs := ParseBus(bc.Config)
 	if errs != nil {
 		return fieldErrors("bus "+bc.Name, errs)
 	}
+	// Opening an open bus replaces it (the contract's rule): the old link is
+	// closed first, so a serial port is free again, and its devices detached.
+	d.mu.RLock()
+	_, open := d.buses[bc.Name]
+	d.mu.RUnlock()
+	if open {
+		if err := d.CloseBus(ctx, bc.Name); err != nil && plugins.CodeOf(err) != plugins.CodeNotFound {
+			return err
+		}
+	}
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	if _, ok := d.buses[bc.Name]; ok {
-		return plugins.Errorf(plugins.CodeInvalid, "bus %q is already open", bc.Name)
+		return plugins.Errorf(plugins.CodeBusy, "bus %q is being opened by another call", bc.Name)
 	}
 	log := d.log.With("bus", bc.Name)
 	e := &busEntry{name: bc.Name, cfg: b}
