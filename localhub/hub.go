@@ -24,6 +24,7 @@ import (
 	"github.com/drover-iot/drover/internal/sas"
 	"github.com/drover-iot/drover/localhub/broker"
 	"github.com/drover-iot/drover/localhub/certs"
+	"github.com/drover-iot/drover/localhub/jobs"
 	"github.com/drover-iot/drover/localhub/service"
 	"github.com/drover-iot/drover/localhub/store"
 )
@@ -38,6 +39,9 @@ type Options struct {
 	Now       func() time.Time
 	// MaxTelemetry bounds the stored telemetry (rows, default 100000).
 	MaxTelemetry int64
+	// JobClock drives Jobs v2 start times, rollouts and deadlines
+	// (default: real time read through Now).
+	JobClock jobs.Clock
 }
 
 // Hub is a running localhub.
@@ -53,6 +57,7 @@ type Hub struct {
 	svc     *service.Server
 	devices *devices
 	feed    *feed
+	jobs    *jobs.Engine
 
 	httpsAddr string
 	ready     chan struct{}
@@ -117,7 +122,11 @@ func New(opts Options) (*Hub, error) {
 		return nil, fmt.Errorf("build MQTT endpoint: %w", err)
 	}
 	h.devices.broker = h.broker
-	h.svc = service.New(service.Options{Hostname: opts.Hostname, Store: st, Sessions: h.devices, Feed: h.feed, Logger: opts.Logger.With("component", "rest"), Now: opts.Now})
+	if opts.JobClock == nil {
+		opts.JobClock = jobs.RealClock{NowFunc: opts.Now}
+	}
+	h.jobs = jobs.New(jobs.Options{Store: st, Devices: h.devices, Clock: opts.JobClock, Logger: opts.Logger.With("component", "jobs")})
+	h.svc = service.New(service.Options{Hostname: opts.Hostname, Store: st, Sessions: h.devices, Feed: h.feed, Logger: opts.Logger.With("component", "rest"), Now: opts.Now, Jobs: h.jobs})
 	return h, nil
 }
 
@@ -191,8 +200,8 @@ func (h *Hub) Run(ctx context.Context) error {
 		ErrorLog: slog.NewLogLogger(h.log.Handler(), slog.LevelDebug), BaseContext: func(net.Listener) context.Context { return ctx }}
 
 	var wg sync.WaitGroup
-	errs := make(chan error, 3)
-	wg.Add(3)
+	errs := make(chan error, 4)
+	wg.Add(4)
 	go func() {
 		defer wg.Done()
 		if err := srv.ServeTLS(ln, "", ""); err != nil && !errors.Is(err, http.ErrServerClosed) {
@@ -210,6 +219,12 @@ func (h *Hub) Run(ctx context.Context) error {
 	go func() {
 		defer wg.Done()
 		h.devices.run(ctx)
+	}()
+	go func() {
+		defer wg.Done()
+		if err := h.jobs.Run(ctx); err != nil {
+			errs <- fmt.Errorf("run jobs: %w", err)
+		}
 	}()
 	select {
 	case <-h.broker.Ready():

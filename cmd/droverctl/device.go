@@ -24,7 +24,7 @@ func (a *app) deviceCmd() *cobra.Command {
 		Short:   "Manage device identities in the registry",
 	}
 	cmd.AddCommand(a.deviceCreateCmd(), a.deviceShowCmd(), a.deviceListCmd(), a.deviceUpdateCmd(),
-		a.deviceDeleteCmd(), a.deviceKeysCmd())
+		a.deviceDeleteCmd(), a.deviceKeysCmd(), a.deviceImportCmd(), a.deviceExportCmd())
 	return cmd
 }
 

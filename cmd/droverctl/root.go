@@ -103,6 +103,7 @@ or ` + envConnectionString + `.`,
 	pf.StringVarP(&a.output, "output", "o", outputTable, "output format: table or json")
 	pf.DurationVar(&a.timeout, "timeout", defaultTimeout, "time limit for the whole command")
 	root.AddCommand(a.deviceCmd(), a.twinCmd(), a.invokeCmd(), a.queryCmd(), a.monitorCmd(), a.enrollmentCmd())
+	root.AddCommand(a.jobCmd())
 	return root
 }
 

@@ -94,7 +94,6 @@ var (
 	ErrNotFound = errors.New("job not found")
 	ErrInvalid  = errors.New("invalid job")
 	ErrFinished = errors.New("job already finished")
-	ErrClosed   = errors.New("job queue stopped")
 )
 
 // Errors an Executor returns (wrapped) to say the attempt did not start
@@ -135,6 +134,9 @@ type Job struct {
 	Started         time.Time `json:"started,omitzero"` // last attempt
 	Ended           time.Time `json:"ended,omitzero"`
 	Updated         time.Time `json:"updated,omitzero"`
+	// Version counts the stored changes of the job: of two copies, the
+	// one with the higher Version is newer.
+	Version int64 `json:"version"`
 
 	verifyAttempts int
 	corrupt        string // why the stored row cannot run, "" when fine

@@ -65,14 +65,14 @@ type Options struct {
 	// back-off while attempts remain. nil retries nothing.
 	Retryable func(err error) bool
 
-	MaxAttempts   int           // default of Spec.MaxAttempts; default 3
-	BackoffBase   time.Duration // first retry pause (before jitter); default 5s
-	BackoffMax    time.Duration // longest retry pause; default 5m
-	Recheck       time.Duration // re-check of in-use and offline devices; default 30s
-	MaxResumes    int           // crash resumes of one job before it is verified instead; default 5
-	ProgressEvery time.Duration // least time between stored progress updates; default 1s
-	Retention     time.Duration // finished jobs are deleted this long after they ended; default 7 days
-	MaxFinished   int           // at most this many finished jobs are kept; default 10000
+	MaxAttempts   int            // default of Spec.MaxAttempts; default 3
+	BackoffBase   time.Duration  // first retry pause (before jitter); default 5s
+	BackoffMax    time.Duration  // longest retry pause; default 5m
+	Recheck       time.Duration  // re-check of in-use and offline devices; default 30s
+	MaxResumes    int            // crash resumes of one job before it is verified instead; default 5
+	ProgressEvery time.Duration  // least time between stored progress updates; default 1s
+	Retention     time.Duration  // finished jobs are deleted this long after they ended; default 7 days
+	MaxFinished   int            // at most this many finished jobs are kept; default 10000
 	Rand          func() float64 // jitter source in [0,1); default math/rand/v2
 }
 
@@ -414,9 +414,10 @@ func (q *Queue) SetWindows(device string, ws []config.Window) error {
 
 // change is one conditional update of a job row.
 type change struct {
-	set  string // assignments
-	args []any  // their arguments
-	when string // extra condition ("" for none)
+	set      string // assignments
+	args     []any  // their arguments
+	when     string // extra condition ("" for none)
+	whenArgs []any  // its arguments
 }
 
 // apply runs c on job id; when a row changed it publishes the new job and
@@ -424,11 +425,12 @@ type change struct {
 func (q *Queue) apply(ctx context.Context, id string, c change) (Job, bool, error) {
 	q.wmu.Lock()
 	defer q.wmu.Unlock()
-	query := "UPDATE jobs_queue SET " + c.set + ", updated = ? WHERE id = ?"
+	query := "UPDATE jobs_queue SET " + c.set + ", version = version + 1, updated = ? WHERE id = ?"
 	if c.when != "" {
 		query += " AND " + c.when
 	}
 	args := append(append([]any{}, c.args...), nanos(q.clock.Now()), id)
+	args = append(args, c.whenArgs...)
 	res, err := q.db.ExecContext(ctx, query, args...)
 	if err != nil {
 		return Job{}, false, fmt.Errorf("update job %s: %w", id, err)

@@ -43,7 +43,8 @@ CREATE TABLE IF NOT EXISTS jobs_queue (
 	created          INTEGER NOT NULL DEFAULT 0,
 	started          INTEGER NOT NULL DEFAULT 0,
 	ended            INTEGER NOT NULL DEFAULT 0,
-	updated          INTEGER NOT NULL DEFAULT 0
+	updated          INTEGER NOT NULL DEFAULT 0,
+	version          INTEGER NOT NULL DEFAULT 0
 );
 CREATE UNIQUE INDEX IF NOT EXISTS jobs_queue_key ON jobs_queue(key) WHERE key != '';
 CREATE INDEX IF NOT EXISTS jobs_queue_state ON jobs_queue(state, seq);
@@ -52,7 +53,7 @@ CREATE INDEX IF NOT EXISTS jobs_queue_device ON jobs_queue(device, seq);
 
 const columns = `id, key, kind, device, bus, payload, source, disruptive, force, state, reason,
 	attempts, max_attempts, verify_attempts, resumes, progress, message, result, error, cancel_requested,
-	not_before, deadline, created, started, ended, updated`
+	not_before, deadline, created, started, ended, updated, version`
 
 // selectColumns reads columns with every integer cast, so a row written by
 // something else with text in an integer column still scans (as 0).
@@ -62,7 +63,7 @@ const selectColumns = `CAST(id AS TEXT), CAST(key AS TEXT), CAST(kind AS TEXT), 
 	CAST(verify_attempts AS INTEGER), CAST(resumes AS INTEGER), CAST(progress AS INTEGER), CAST(message AS TEXT),
 	CAST(result AS TEXT), CAST(error AS TEXT), CAST(cancel_requested AS INTEGER), CAST(not_before AS INTEGER),
 	CAST(deadline AS INTEGER), CAST(created AS INTEGER), CAST(started AS INTEGER), CAST(ended AS INTEGER),
-	CAST(updated AS INTEGER)`
+	CAST(updated AS INTEGER), CAST(version AS INTEGER)`
 
 // pendingStates are the states the scheduler looks at.
 const pendingStates = `('queued','waiting','interrupted')`
@@ -110,11 +111,11 @@ func scanJob(sc scanner) (Job, error) {
 		attempts, maxAttempts, verifyAttempts, resumes sql.NullInt64
 		progress                                       sql.NullInt64
 		notBefore, deadline, created, started, ended   sql.NullInt64
-		updated                                        sql.NullInt64
+		updated, version                               sql.NullInt64
 	)
 	if err := sc.Scan(&id, &key, &kind, &device, &bus, &payload, &source, &disruptive, &force, &state, &reason,
 		&attempts, &maxAttempts, &verifyAttempts, &resumes, &progress, &message, &result, &errText, &cancelReq,
-		&notBefore, &deadline, &created, &started, &ended, &updated); err != nil {
+		&notBefore, &deadline, &created, &started, &ended, &updated, &version); err != nil {
 		return Job{}, err
 	}
 	j.ID, j.Key, j.Kind, j.Device, j.Bus = id.String, key.String, kind.String, device.String, bus.String
@@ -123,7 +124,7 @@ func scanJob(sc scanner) (Job, error) {
 	j.Attempts, j.MaxAttempts = clampInt(attempts.Int64, 0, 1<<30), clampInt(maxAttempts.Int64, 0, MaxAttempts)
 	j.verifyAttempts, j.Resumes = clampInt(verifyAttempts.Int64, 0, 1<<30), clampInt(resumes.Int64, 0, 1<<30)
 	j.Progress = clampInt(progress.Int64, 0, 100)
-	j.Message, j.Error = message.String, errText.String
+	j.Message, j.Error, j.Version = message.String, errText.String, version.Int64
 	j.NotBefore, j.Deadline = fromNanos(notBefore.Int64), fromNanos(deadline.Int64)
 	j.Created, j.Started, j.Ended, j.Updated = fromNanos(created.Int64), fromNanos(started.Int64), fromNanos(ended.Int64), fromNanos(updated.Int64)
 	var bad []string
@@ -197,11 +198,11 @@ func dbInsert(ctx context.Context, ex interface {
 	ExecContext(context.Context, string, ...any) (sql.Result, error)
 }, j Job) error {
 	_, err := ex.ExecContext(ctx, `INSERT INTO jobs_queue (`+columns+`) VALUES
-		(?,?,?,?,?,?,?,?,?,?,?, ?,?,?,?,?,?,?,?,?, ?,?,?,?,?,?)`,
+		(?,?,?,?,?,?,?,?,?,?,?, ?,?,?,?,?,?,?,?,?, ?,?,?,?,?,?,?)`,
 		j.ID, j.Key, j.Kind, j.Device, j.Bus, string(j.Payload), string(j.Source), b2i(j.Disruptive), b2i(j.Force),
 		string(j.State), string(j.Reason),
 		j.Attempts, j.MaxAttempts, j.verifyAttempts, j.Resumes, j.Progress, j.Message, string(j.Result), j.Error, b2i(j.CancelRequested),
-		nanos(j.NotBefore), nanos(j.Deadline), nanos(j.Created), nanos(j.Started), nanos(j.Ended), nanos(j.Updated))
+		nanos(j.NotBefore), nanos(j.Deadline), nanos(j.Created), nanos(j.Started), nanos(j.Ended), nanos(j.Updated), j.Version)
 	if err != nil {
 		return fmt.Errorf("insert job %s: %w", j.ID, err)
 	}

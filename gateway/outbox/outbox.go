@@ -257,7 +257,8 @@ type Outbox struct {
 	ops     chan *op
 	stop    chan struct{}
 	done    chan struct{}
-	closeMu sync.Once
+	closeMu sync.RWMutex // held for reading while queueing an op, for writing by Close
+	closed  bool
 	notify  chan struct{} // poked after commits that accepted something
 
 	mu     sync.Mutex // guards the fields below (written by the writer goroutine)
@@ -331,7 +332,12 @@ func start(wr, rd *sql.DB, own bool, opts Options) (*Outbox, error) {
 // Close stops the writer after the operations already queued and, for
 // Open, closes the database.
 func (o *Outbox) Close() error {
-	o.closeMu.Do(func() { close(o.stop) })
+	o.closeMu.Lock()
+	if !o.closed {
+		o.closed = true
+		close(o.stop)
+	}
+	o.closeMu.Unlock()
 	<-o.done
 	if !o.ownDB {
 		return nil
@@ -410,16 +416,18 @@ func (o *Outbox) reload() error {
 // write runs fn in the writer's current transaction and waits for the commit.
 func (o *Outbox) write(ctx context.Context, name string, fn func(tx *sql.Tx) error) error {
 	w := &op{fn: fn, err: make(chan error, 1), name: name}
-	select {
-	case <-o.stop:
+	// Queue under the read lock: Close cannot stop the writer between the
+	// check and the send, so a queued op is always run.
+	o.closeMu.RLock()
+	if o.closed {
+		o.closeMu.RUnlock()
 		return ErrClosed
-	default:
 	}
 	select {
 	case o.ops <- w:
-	case <-o.stop:
-		return ErrClosed
+		o.closeMu.RUnlock()
 	case <-ctx.Done():
+		o.closeMu.RUnlock()
 		return fmt.Errorf("%s: %w", name, ctx.Err())
 	}
 	// Once queued the operation runs; wait for its result even if ctx ends,
@@ -903,7 +911,7 @@ func (o *Outbox) remove(ctx context.Context, rs []Receipt, reason dropReason) er
 }
 
 // Sweep removes expired telemetry now. The writer also sweeps every
-// SweepEvery, and Next sweeps when it meets an expired row.
+// SweepEvery, and Next removes the expired rows it meets.
 func (o *Outbox) Sweep(ctx context.Context) error {
 	return o.write(ctx, "sweep outbox", o.sweepTx)
 }
@@ -964,7 +972,7 @@ func (o *Outbox) next(ctx context.Context, identity string, kind Kind, limit int
 	if limit <= 0 {
 		return nil, nil
 	}
-	q := `SELECT seq, ident, kind, accepted, produced, id, props, body FROM outbox_msg`
+	q := `SELECT seq, ident, kind, accepted, produced, size, id, props, body FROM outbox_msg`
 	var args []any
 	if identity != "" {
 		o.mu.Lock()
@@ -989,28 +997,26 @@ func (o *Outbox) next(ctx context.Context, identity string, kind Kind, limit int
 		if err != nil {
 			return nil, err
 		}
-		if len(bad) > 0 {
-			if err := o.write(ctx, "drop corrupt outbox rows", func(tx *sql.Tx) error { return o.removeRows(tx, bad, dropCorrupt) }); err != nil {
+		if len(bad) > 0 || len(expired) > 0 {
+			err := o.write(ctx, "drop outbox rows", func(tx *sql.Tx) error {
+				return errors.Join(o.removeRows(tx, bad, dropCorrupt), o.removeRows(tx, expired, dropTTL))
+			})
+			if err != nil {
 				return nil, err
 			}
 		}
-		if expired {
-			if err := o.Sweep(ctx); err != nil {
-				return nil, err
-			}
-		}
-		if len(out) > 0 || (len(bad) == 0 && !expired) || attempt == 2 {
+		if len(out) > 0 || (len(bad) == 0 && len(expired) == 0) || attempt == 2 {
 			return out, nil
 		}
 	}
 }
 
 // read runs a Next query and decodes the rows; rows that cannot be decoded
-// come back in bad, and expired reports whether expired telemetry was skipped.
-func (o *Outbox) read(ctx context.Context, q string, args []any) (out []Entry, bad []int64, expired bool, err error) {
+// come back in bad, expired telemetry in expired.
+func (o *Outbox) read(ctx context.Context, q string, args []any) (out []Entry, bad, expired []int64, err error) {
 	rows, err := o.rd.QueryContext(ctx, q, args...)
 	if err != nil {
-		return nil, nil, false, fmt.Errorf("read outbox: %w", err)
+		return nil, nil, nil, fmt.Errorf("read outbox: %w", err)
 	}
 	defer rows.Close()
 	cutoff := int64(-1 << 63)
@@ -1019,31 +1025,35 @@ func (o *Outbox) read(ctx context.Context, q string, args []any) (out []Entry, b
 	}
 	for rows.Next() {
 		var seq int64
-		var ident, kind, accepted, produced, id, props, body any
-		if err := rows.Scan(&seq, &ident, &kind, &accepted, &produced, &id, &props, &body); err != nil {
-			return nil, nil, false, fmt.Errorf("read outbox: %w", err)
+		var ident, kind, accepted, produced, size, id, props, body any
+		if err := rows.Scan(&seq, &ident, &kind, &accepted, &produced, &size, &id, &props, &body); err != nil {
+			return nil, nil, nil, fmt.Errorf("read outbox: %w", err)
 		}
-		e, ok := o.decode(seq, ident, kind, accepted, produced, id, props, body)
+		e, ok := o.decode(seq, ident, kind, accepted, produced, size, id, props, body)
 		if !ok {
 			bad = append(bad, seq)
 			continue
 		}
 		if e.Kind == Telemetry && e.AcceptedAt.UnixNano() < cutoff {
-			expired = true
+			expired = append(expired, seq)
 			continue
 		}
 		out = append(out, e)
 	}
 	if err := rows.Err(); err != nil {
-		return nil, nil, false, fmt.Errorf("read outbox: %w", err)
+		return nil, nil, nil, fmt.Errorf("read outbox: %w", err)
 	}
 	return out, bad, expired, nil
 }
 
 // decode turns a row into an Entry, refusing anything a writer of this
 // package would not have written.
-func (o *Outbox) decode(seq int64, ident, kind, accepted, produced, id, props, body any) (Entry, bool) {
+func (o *Outbox) decode(seq int64, ident, kind, accepted, produced, size, id, props, body any) (Entry, bool) {
 	e := Entry{Seq: seq}
+	if _, ok := size.(int64); !ok {
+		o.log.Warn("drop corrupt outbox row", "seq", seq, "error", "unexpected column types")
+		return e, false
+	}
 	identN, ok1 := ident.(int64)
 	kindN, ok2 := kind.(int64)
 	acc, ok3 := accepted.(int64)

@@ -8,7 +8,7 @@ import (
 )
 
 // ErrUnsupported is returned (wrapped) by Compile for valid queries the
-// compiler cannot run yet, such as FROM devices.jobs.
+// compiler cannot run yet, such as FROM devices.modules.
 var ErrUnsupported = errors.New("query: not supported")
 
 // Kind tells the caller what a Plan's rows hold.
@@ -21,6 +21,9 @@ const (
 	// KindRows plans select one TEXT column, item, holding a JSON object
 	// per row (projections and aggregates).
 	KindRows
+	// KindDeviceJobs plans select one TEXT column, item, holding a
+	// devices.jobs record (jobs.go).
+	KindDeviceJobs
 )
 
 // String names the kind as the x-ms-item-type header would: twin or raw.
@@ -30,6 +33,8 @@ func (k Kind) String() string {
 		return "twin"
 	case KindRows:
 		return "raw"
+	case KindDeviceJobs:
+		return "deviceJob"
 	}
 	return "Kind(" + strconv.Itoa(int(k)) + ")"
 }
@@ -51,11 +56,14 @@ const concatChunk = 100
 
 // Compile turns q into SQL over the devices table. Problems tied to a
 // position in the query (an unknown property, a projection that is not
-// grouped) are *SyntaxError; FROM devices.modules and devices.jobs wrap
-// ErrUnsupported.
+// grouped) are *SyntaxError; FROM devices.modules wraps ErrUnsupported.
+// FROM devices.jobs compiles to a KindDeviceJobs plan (jobs.go).
 func Compile(q *Query) (*Plan, error) {
 	if q == nil {
 		return nil, errors.New("query: compile: nil query")
+	}
+	if q.From == FromJobs {
+		return compileJobs(q)
 	}
 	if q.From != FromDevices {
 		return nil, fmt.Errorf("compile query from %s: %w", q.From, ErrUnsupported)
@@ -245,6 +253,9 @@ func (b *builder) compile(e Expr) (value, error) {
 	case *Path:
 		if n == nil || len(n.Segments) == 0 {
 			return value{}, errors.New("query: compile: empty path")
+		}
+		if b.resolve != nil {
+			return b.resolve(n)
 		}
 		return resolveDevicePath(n)
 	case *Literal:

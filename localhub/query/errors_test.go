@@ -120,7 +120,7 @@ var compileErrorCases = []struct {
 	{name: "projection not in GROUP BY", query: `SELECT deviceId, COUNT() AS n FROM devices GROUP BY status`, at: "deviceId", msg: `deviceId must be inside an aggregate or listed in GROUP BY`},
 	{name: "GROUP BY with star", query: `SELECT * FROM devices GROUP BY status`, at: "status", msg: `GROUP BY needs a projection, not SELECT *`},
 	{name: "duplicate output name", query: `SELECT tags.a, properties.reported.a FROM devices`, at: "properties", msg: `duplicate output name "a"; use AS`},
-	{name: "jobs", query: `SELECT * FROM devices.jobs`, unsupported: true},
+	{name: "jobs projection", query: `SELECT deviceId FROM devices.jobs`, at: "deviceId", msg: `FROM devices.jobs supports only SELECT *`},
 	{name: "modules", query: `SELECT * FROM devices.modules WHERE deviceId = 'x'`, unsupported: true},
 }
 

@@ -38,11 +38,17 @@ func FuzzParse(f *testing.F) {
 		} else {
 			printed := q.String()
 			q2, err := Parse(printed)
-			if err != nil {
+			switch {
+			case err != nil && len(printed) > MaxQueryLength:
+				// String escapes control characters (\u0002 for one byte), so
+				// a query near the length limit can print longer than it;
+				// such a print is not expected to parse again.
+			case err != nil:
 				t.Fatalf("Parse(%q) ok, but its String %q does not parse: %v", text, printed, err)
-			}
-			if again := q2.String(); again != printed {
-				t.Fatalf("String not stable for %q:\n%s\n%s", text, printed, again)
+			default:
+				if again := q2.String(); again != printed {
+					t.Fatalf("String not stable for %q:\n%s\n%s", text, printed, again)
+				}
 			}
 			plan, err := Compile(q)
 			if err != nil {

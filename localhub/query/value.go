@@ -195,6 +195,8 @@ func isPrim(c class) bool { return c == cBool || c == cNum || c == cStr }
 // embedded more than once, or dropped, without the arguments going astray.
 type builder struct {
 	args []any
+	// resolve binds paths to columns; nil means FROM devices.
+	resolve func(*Path) (value, error)
 }
 
 func (b *builder) param(v any) string {

@@ -61,8 +61,8 @@ func (s *Server) query(w http.ResponseWriter, r *http.Request) error {
 		for _, t := range twins {
 			items = append(items, twinJSON(t))
 		}
-	case query.KindRows:
-		w.Header().Set("x-ms-item-type", "raw")
+	case query.KindRows, query.KindDeviceJobs:
+		w.Header().Set("x-ms-item-type", plan.Kind.String())
 		rows, err := s.st.QueryRows(r.Context(), plan.SQL, plan.Args, page+1, offset)
 		if err != nil {
 			return err

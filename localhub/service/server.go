@@ -59,6 +59,8 @@ type Options struct {
 	Feed     TelemetryFeed
 	Logger   *slog.Logger
 	Now      func() time.Time
+	// Jobs runs Jobs v2 (/jobs/v2); nil answers those routes with 501.
+	Jobs Jobs
 }
 
 // Server serves the REST API.
@@ -106,6 +108,12 @@ func New(o Options) *Server {
 	s.route("GET /enrollmentGroups/{id}", read, s.getEnrollment)
 	s.route("GET /enrollmentGroups", read, s.listEnrollments)
 	s.route("DELETE /enrollmentGroups/{id}", write, s.deleteEnrollment)
+	jobs := &jobsAPI{jobs: o.Jobs}
+	s.route("PUT /jobs/v2/{id}", svc, jobs.put)
+	s.route("GET /jobs/v2/{id}", svc, jobs.get)
+	s.route("POST /jobs/v2/{id}/cancel", svc, jobs.cancel)
+	s.route("GET /jobs/v2/query", svc, jobs.list)
+	s.importExportRoutes() // POST /jobs/create, GET /jobs[/{id}], DELETE /jobs/{id}, GET /jobs/importExport/{id}/{output,errors}
 	s.mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		s.writeError(w, r, errf(http.StatusNotFound, "NotFound", "no route for %s %s", r.Method, r.URL.Path))
 	})

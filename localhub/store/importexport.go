@@ -211,12 +211,13 @@ func (im *importer) create(e ImportEntry, now time.Time) (ImportOutcome, error) 
 	tags, desired := twin.NewSection(twin.Tags, now), twin.NewSection(twin.Desired, now)
 	var o ImportOutcome
 	var err error
-	if e.Tags != nil {
+	// An empty section is what a new twin has already (and keeps $version 1).
+	if len(e.Tags) > 0 {
 		if tags, err = tags.Replace(twin.Tags, e.Tags, now); err != nil {
 			return ImportOutcome{Err: err}, nil
 		}
 	}
-	if e.Desired != nil {
+	if len(e.Desired) > 0 {
 		if desired, err = desired.Replace(twin.Desired, e.Desired, now); err != nil {
 			return ImportOutcome{Err: err}, nil
 		}
@@ -234,7 +235,7 @@ func (im *importer) create(e ImportEntry, now time.Time) (ImportOutcome, error) 
 		return o, fmt.Errorf("import: insert device %s: %w", d.ID, err)
 	}
 	o = ImportOutcome{After: d, Created: true}
-	if e.Desired != nil {
+	if len(e.Desired) > 0 {
 		o.DesiredChanged, o.Desired, o.DesiredVersion = true, desired.Props, desired.Version
 	}
 	return o, nil

@@ -105,10 +105,12 @@ CREATE TABLE IF NOT EXISTS import_export_blobs (
 -- The expressions are exactly what the query compiler emits (see
 -- query.IndexFor; localhub/query/schema_index_test.go keeps them in step), so
 -- SQLite's planner matches them. properties.reported.status is the
--- conventional place for a device's state: the index serves filters on it
--- (Filter form, first column) and GROUP BY it with COUNT() (both columns,
--- covering). Tag paths differ per fleet and are not indexed here.
-CREATE INDEX IF NOT EXISTS devices_reported_status ON devices(
+-- conventional place for a device's state: one index serves comparisons and
+-- IN on it (IndexFor().Filter), the other GROUP BY it (IndexFor().GroupBy:
+-- type rank and value, covering for COUNT()). Tag paths differ per fleet and
+-- are not indexed here.
+CREATE INDEX IF NOT EXISTS devices_reported_status ON devices(json_extract(reported, '$.status'));
+CREATE INDEX IF NOT EXISTS devices_reported_status_group ON devices(
 	(CASE json_type(reported, '$.status') WHEN 'null' THEN 0 WHEN 'true' THEN 1 WHEN 'false' THEN 1 WHEN 'integer' THEN 2 WHEN 'real' THEN 2 WHEN 'text' THEN 3 WHEN 'array' THEN 4 WHEN 'object' THEN 5 END),
 	json_extract(reported, '$.status'));
 

@@ -42,7 +42,8 @@ type Store struct {
 	ops     chan *op
 	stop    chan struct{}
 	done    chan struct{}
-	closeMu sync.Once
+	closeMu sync.RWMutex // write holds it shared while queueing; Close exclusively to set closed
+	closed  bool
 
 	// MaxTelemetry bounds the telemetry table (rows); older rows are pruned.
 	maxTelemetry int64
@@ -101,7 +102,12 @@ func Open(path string, opts Options) (*Store, error) {
 
 // Close stops the writer (after the operations already queued) and closes the database.
 func (s *Store) Close() error {
-	s.closeMu.Do(func() { close(s.stop) })
+	s.closeMu.Lock()
+	if !s.closed {
+		s.closed = true
+		close(s.stop)
+	}
+	s.closeMu.Unlock()
 	<-s.done
 	err1 := s.rd.Close()
 	err2 := s.wr.Close()
@@ -111,11 +117,19 @@ func (s *Store) Close() error {
 // write runs fn in the writer's current transaction and waits for the commit.
 func (s *Store) write(ctx context.Context, name string, fn func(tx *sql.Tx) error) error {
 	o := &op{fn: fn, err: make(chan error, 1), name: name}
+	// Queueing under the shared lock means Close cannot slip in between: every
+	// queued operation is in the channel before stop closes, and the writer
+	// drains the channel before it exits.
+	s.closeMu.RLock()
+	if s.closed {
+		s.closeMu.RUnlock()
+		return ErrClosed
+	}
 	select {
 	case s.ops <- o:
-	case <-s.stop:
-		return ErrClosed
+		s.closeMu.RUnlock()
 	case <-ctx.Done():
+		s.closeMu.RUnlock()
 		return ctx.Err()
 	}
 	// Once queued the operation will run; wait for its result even if ctx ends,

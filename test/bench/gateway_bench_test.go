@@ -2,6 +2,7 @@ package bench
 
 import (
 	"bufio"
+	"context"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -10,11 +11,13 @@ import (
 	"path/filepath"
 	"regexp"
 	"runtime"
+	"runtime/pprof"
 	"strconv"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/drover-iot/drover/gateway/upstream"
 	"github.com/drover-iot/drover/internal/sas"
 	"github.com/drover-iot/drover/internal/serviceclient"
 	"github.com/drover-iot/drover/test/harness"
@@ -28,6 +31,7 @@ import (
 //	DROVER_BENCH_GW_ENV       extra environment for gateway and plugin, e.g. "GOGC=50 GOMEMLIMIT=24MiB"
 //	DROVER_BENCH_GW_SETTLE    settle time after all devices are online [30s]
 //	DROVER_BENCH_GW_WINDOW    steady window for the CPU figure [30s]
+//	DROVER_BENCH_GW_STDERR    file to save the gateway's stderr in at the end
 func envInt(name string, def int) int {
 	if v, err := strconv.Atoi(os.Getenv(name)); err == nil {
 		return v
@@ -298,6 +302,9 @@ buses:
 	start := time.Now()
 	g := harness.Start(b, "/usr/bin/env", args...)
 	gwPID := g.Cmd.Process.Pid
+	if p := os.Getenv("DROVER_BENCH_GW_STDERR"); p != "" {
+		b.Cleanup(func() { _ = os.WriteFile(p, []byte(g.Stderr()), 0o600) })
+	}
 
 	local := &gwAPI{addr: api, gwID: gwID}
 	poll(b, 60*time.Second, "gateway local API up", g, func() (bool, string) {
@@ -393,9 +400,6 @@ buses:
 	b.ReportMetric(cpuPct(p0, p1), "plugin_cpu_%")
 	b.ReportMetric(allOnline.Seconds(), "online_s")
 	b.ReportMetric(0, "ns/op")
-	if os.Getenv("DROVER_BENCH_GW_VERBOSE") != "" {
-		fmt.Println(tailLines(g.Stderr(), 40))
-	}
 }
 
 func writeFile(b *testing.B, p, content string) {
@@ -431,4 +435,85 @@ func tailLines(s string, n int) string {
 		l = l[len(l)-n:]
 	}
 	return strings.Join(l, "\n")
+}
+
+// BenchmarkUplinkHeap250 is the breakdown behind BenchmarkGatewayRSS250's
+// upstream share: it connects 250 identities to a droverhub process with the
+// gateway's own upstream client, in this process, and reports the Go heap,
+// stacks and goroutines each connection holds once idle. With
+// DROVER_BENCH_HEAPPROFILE=FILE it also writes a heap profile
+// (`go tool pprof -top -sample_index=inuse_space FILE`) and the goroutines
+// grouped by stack to FILE.goroutines.
+func BenchmarkUplinkHeap250(b *testing.B) {
+	const n = 250
+	h := harness.StartHub(b, "")
+	c := newHubClient(b, h)
+	ids := c.createDevices(b, "u", n)
+	profile := os.Getenv("DROVER_BENCH_HEAPPROFILE")
+	if profile != "" {
+		runtime.MemProfileRate = 512
+	}
+	ctx := harness.Context(b)
+	tlsCfg := h.TLSConfig(b)
+	tlsCfg.ClientSessionCache = nil // as the gateway's: one config, no session cache
+	before := memNow()
+	clients := make([]*upstream.Client, n)
+	for i, id := range ids {
+		cl, err := upstream.New(upstream.Options{DeviceID: id, HostName: h.Hostname, Address: h.MQTTAddr, Key: sharedKey, TLS: tlsCfg})
+		if err != nil {
+			b.Fatal(err)
+		}
+		clients[i] = cl
+		go func() { _ = cl.Run(ctx) }() // ends with ctx, when the benchmark does
+	}
+	for _, cl := range clients {
+		wctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
+		err := cl.WaitConnected(wctx)
+		cancel()
+		if err != nil {
+			b.Fatalf("connect: %v", err)
+		}
+	}
+	time.Sleep(5 * time.Second) // let handshake garbage become garbage; a settle period, not synchronisation
+	after := memNow()
+	if profile != "" {
+		f, err := os.Create(profile)
+		if err != nil {
+			b.Fatal(err)
+		}
+		if err := pprof.Lookup("heap").WriteTo(f, 0); err != nil {
+			b.Fatal(err)
+		}
+		f.Close()
+		g, err := os.Create(profile + ".goroutines")
+		if err != nil {
+			b.Fatal(err)
+		}
+		if err := pprof.Lookup("goroutine").WriteTo(g, 1); err != nil {
+			b.Fatal(err)
+		}
+		g.Close()
+	}
+	per := func(x, y uint64) float64 { return (float64(y) - float64(x)) / n / 1024 }
+	fmt.Printf("RESULT %-40s heap in use %.1f KB, stacks %.1f KB, goroutines %.1f per connection (%d connections)\n",
+		"uplink per identity (in-process)", per(before.HeapInuse, after.HeapInuse), per(before.StackInuse, after.StackInuse),
+		float64(after.goroutines-before.goroutines)/n, n)
+	b.ReportMetric(per(before.HeapInuse, after.HeapInuse), "heap_KB/conn")
+	b.ReportMetric(per(before.StackInuse, after.StackInuse), "stack_KB/conn")
+	b.ReportMetric(float64(after.goroutines-before.goroutines)/n, "goroutines/conn")
+	b.ReportMetric(0, "ns/op")
+}
+
+type memSample struct {
+	runtime.MemStats
+	goroutines int
+}
+
+func memNow() memSample {
+	runtime.GC()
+	runtime.GC()
+	var m memSample
+	runtime.ReadMemStats(&m.MemStats)
+	m.goroutines = runtime.NumGoroutine()
+	return m
 }

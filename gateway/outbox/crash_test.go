@@ -1,0 +1,179 @@
+package outbox
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"math/rand/v2"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+)
+
+const helperEnv = "DROVER_OUTBOX_HELPER_DB"
+
+// TestHelperProcess is not a test: re-executed by TestCrashNoLoss, it opens
+// the outbox named in the environment with the production settings
+// (SyncFull) and accepts messages from several producers until it is killed,
+// printing "tel <id>" after each accepted telemetry message and
+// "rep <key> <n>" after each accepted reported patch.
+func TestHelperProcess(t *testing.T) {
+	path := os.Getenv(helperEnv)
+	if path == "" {
+		t.Skip("helper process for TestCrashNoLoss")
+	}
+	o, err := Open(path, Options{Sync: SyncFull})
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(2)
+	}
+	var mu sync.Mutex
+	out := bufio.NewWriter(os.Stdout)
+	say := func(format string, args ...any) {
+		mu.Lock()
+		fmt.Fprintf(out, format+"\n", args...)
+		out.Flush() // the parent must see the line the moment Accept returned
+		mu.Unlock()
+	}
+	ctx := context.Background()
+	var wg sync.WaitGroup
+	for p := range 6 {
+		wg.Go(func() {
+			for i := 0; ; i++ {
+				id, err := o.Accept(ctx, Message{Identity: fmt.Sprint("dev-", p), Kind: Telemetry, Body: fmt.Appendf(nil, `{"p":%d,"i":%d}`, p, i)})
+				if err != nil {
+					fmt.Fprintln(os.Stderr, err)
+					os.Exit(3)
+				}
+				say("tel %s", id)
+			}
+		})
+	}
+	wg.Go(func() {
+		// One producer for reported patches, so its print order is its commit order.
+		for n := 0; ; n++ {
+			key := fmt.Sprint("k", n%7)
+			if _, err := o.Accept(ctx, Message{Identity: "dev-0", Kind: Reported, Body: fmt.Appendf(nil, `{"points":{%q:%d}}`, key, n)}); err != nil {
+				fmt.Fprintln(os.Stderr, err)
+				os.Exit(3)
+			}
+			say("rep %s %d", key, n)
+		}
+	})
+	wg.Wait()
+}
+
+// TestCrashNoLoss SIGKILLs a producer process at random points, several
+// times on the same database, and checks that every message it was told
+// was accepted is still queued: 0 lost.
+func TestCrashNoLoss(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts child processes")
+	}
+	path := filepath.Join(t.TempDir(), "gateway.db")
+	r := rand.New(rand.NewPCG(uint64(os.Getpid()), 7))
+	acked := map[string]bool{}
+	lastRep := map[string]int{}
+	const cycles = 5
+	for cycle := range cycles {
+		cmd := exec.Command(os.Args[0], "-test.run=^TestHelperProcess$")
+		cmd.Env = append(os.Environ(), helperEnv+"="+path)
+		stdout, err := cmd.StdoutPipe()
+		if err != nil {
+			t.Fatal(err)
+		}
+		var stderr strings.Builder
+		cmd.Stderr = &stderr
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		killAt := 200 + r.IntN(3000)
+		sc := bufio.NewScanner(stdout)
+		lines := 0
+		killed := false
+		for sc.Scan() {
+			lines++
+			record(t, sc.Text(), acked, lastRep)
+			if lines == killAt && !killed {
+				if err := cmd.Process.Signal(syscall.SIGKILL); err != nil {
+					t.Fatal(err)
+				}
+				killed = true // keep reading: lines already in the pipe were printed before the kill
+			}
+		}
+		err = cmd.Wait()
+		if !killed {
+			t.Fatalf("cycle %d: helper exited by itself after %d lines: %v\n%s", cycle, lines, err, stderr.String())
+		}
+		t.Logf("cycle %d: killed after %d lines (%d accepted so far)", cycle, lines, len(acked))
+		verify(t, path, acked, lastRep)
+	}
+}
+
+func record(t *testing.T, line string, acked map[string]bool, lastRep map[string]int) {
+	f := strings.Fields(line)
+	switch {
+	case len(f) == 2 && f[0] == "tel":
+		acked[f[1]] = true
+	case len(f) == 3 && f[0] == "rep":
+		n, err := strconv.Atoi(f[2])
+		if err != nil {
+			t.Fatalf("helper line %q: %v", line, err)
+		}
+		lastRep[f[1]] = n
+	default:
+		t.Fatalf("helper printed %q", line)
+	}
+}
+
+// verify reopens the database and checks every acknowledged message is there.
+func verify(t *testing.T, path string, acked map[string]bool, lastRep map[string]int) {
+	t.Helper()
+	o, err := Open(path, Options{})
+	if err != nil {
+		t.Fatalf("reopen after kill: %v", err)
+	}
+	defer o.Close()
+	es, err := o.Next(context.Background(), "", 1<<30)
+	if err != nil {
+		t.Fatalf("read after kill: %v", err)
+	}
+	have := map[string]bool{}
+	var reported map[string]any
+	for _, e := range es {
+		have[e.ID] = true
+		if e.Kind == Reported {
+			reported = obj(t, string(e.Body))
+		}
+	}
+	lost := 0
+	for id := range acked {
+		if !have[id] {
+			lost++
+		}
+	}
+	if lost > 0 {
+		t.Fatalf("%d of %d accepted telemetry messages lost", lost, len(acked))
+	}
+	// The merged patch holds, per key, a value at least as new as the last acknowledged one.
+	points, _ := reported["points"].(map[string]any)
+	for key, n := range lastRep {
+		v, ok := points[key]
+		got, err := strconv.Atoi(fmt.Sprint(v))
+		if !ok || err != nil || got < n {
+			t.Fatalf("reported points.%s = %v, want >= %d (merged row %v)", key, v, n, reported)
+		}
+	}
+	s, err := o.Stats(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s.Depth != int64(len(es)) || s.DroppedCorrupt != 0 {
+		t.Fatalf("stats %+v for %d rows", s, len(es))
+	}
+}

@@ -1,0 +1,11 @@
+package twincache
+
+import (
+	"testing"
+
+	"go.uber.org/goleak"
+)
+
+// TestMain fails the package if a test leaves a goroutine behind
+// (database openers).
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
