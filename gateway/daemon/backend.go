@@ -44,6 +44,12 @@ func (b backend) Status(ctx context.Context) (localapi.Status, error) {
 		st.Buses = append(st.Buses, bs)
 	}
 	st.ConfigHash = configHash(cfg)
+	if d.box != nil {
+		if os, err := d.box.Stats(ctx); err == nil {
+			st.Outbox = &localapi.OutboxStatus{Depth: int(os.Depth), Bytes: os.Bytes,
+				Dropped: uint64(os.DroppedFull + os.DroppedTTL + os.DroppedCorrupt + os.DroppedRejected)}
+		}
+	}
 	return st, nil
 }
 

@@ -8,11 +8,13 @@ package daemon
 import (
 	"context"
 	"crypto/tls"
+	"database/sql"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
 	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"time"
@@ -20,6 +22,8 @@ import (
 	"github.com/drover-iot/drover/bridges"
 	"github.com/drover-iot/drover/gateway/config"
 	"github.com/drover-iot/drover/gateway/localapi"
+	"github.com/drover-iot/drover/gateway/outbox"
+	"github.com/drover-iot/drover/gateway/twincache"
 	"github.com/drover-iot/drover/gateway/upstream"
 	"github.com/drover-iot/drover/internal/sas"
 	"github.com/drover-iot/drover/localhub/certs"
@@ -50,6 +54,11 @@ type Daemon struct {
 	host    *host.Host
 	bridges *bridges.Bridges
 	api     *localapi.Server
+
+	db      *sql.DB         // data_dir/gateway.db: outbox and twin cache
+	box     *outbox.Outbox  // nil without upstream
+	drainer *outbox.Drainer // nil without upstream
+	cache   *twincache.Cache
 
 	// upstream settings (zero when the gateway runs without uplink)
 	hostName, address, gwKey, childrenKey string
@@ -165,6 +174,10 @@ func (d *Daemon) Run(ctx context.Context) error {
 	if err := os.MkdirAll(cfg.Gateway.DataDir, 0o700); err != nil {
 		return fmt.Errorf("create data_dir: %w", err)
 	}
+	if err := d.openState(cfg); err != nil {
+		return err
+	}
+	defer d.closeState()
 	h, err := host.New(host.Options{Dir: cfg.Plugins.Dir, Plugins: d.pluginNames(cfg), Logger: d.log.With("component", "plugins"),
 		StartTimeout: cfg.Plugins.StartTimeout, BackoffMin: cfg.Plugins.RestartBackoff.Min, BackoffMax: cfg.Plugins.RestartBackoff.Max})
 	if err != nil {
@@ -180,7 +193,7 @@ func (d *Daemon) Run(ctx context.Context) error {
 		d.bridges.PluginState(ev.Plugin, ev.State == host.StateUp)
 	})
 	d.runCtx = ctx
-	errs := make(chan error, 4)
+	errs := make(chan error, 8)
 	d.wg.Add(2)
 	go func() { defer d.wg.Done(); errs <- wrap("plugin host", h.Run(ctx)) }()
 	go func() { defer d.wg.Done(); errs <- wrap("bridges", d.bridges.Run(ctx)) }()
@@ -206,7 +219,7 @@ func (d *Daemon) Run(ctx context.Context) error {
 
 	// The gateway's own identity, once the devices are in place: its desired
 	// configuration overlay may change them.
-	d.gw = newLink(cfg.Gateway.ID, d.log.With("device", cfg.Gateway.ID))
+	d.gw = d.newLink(cfg.Gateway.ID)
 	d.gw.onDesired = d.onGatewayDesired
 	d.gw.onMethod = d.gatewayMethod
 	if d.gwKey != "" {
@@ -218,6 +231,10 @@ func (d *Daemon) Run(ctx context.Context) error {
 	}
 	d.wg.Add(1)
 	go func() { defer d.wg.Done(); d.gw.run(ctx) }()
+	if d.drainer != nil {
+		d.wg.Add(1)
+		go func() { defer d.wg.Done(); errs <- wrap("outbox drainer", d.drainer.Run(ctx)) }()
+	}
 
 	token, err := d.apiToken(cfg)
 	if err != nil {
@@ -348,7 +365,7 @@ func (d *Daemon) addDevice(ctx context.Context, cfg *config.Config, dev *config.
 	if err := p.Attach(ctx, dc); err != nil {
 		return fmt.Errorf("attach %s: %w", dev.ID, err)
 	}
-	l := newLink(dev.ID, d.log.With("device", dev.ID))
+	l := d.newLink(dev.ID)
 	id := dev.ID
 	l.onDesired = func(desired map[string]any, version int64) {
 		cfgDoc, _ := desired["config"].(map[string]any)
@@ -470,4 +487,104 @@ func (s sink) Telemetry(id string, values map[string]any, at time.Time) {
 	if l := s.d.childLink(id); l != nil {
 		l.Telemetry(values, at)
 	}
+}
+
+// openState opens the gateway's database: the twin cache always, the outbox
+// and its drainer when there is an upstream to forward to.
+func (d *Daemon) openState(cfg *config.Config) error {
+	path := filepath.Join(cfg.Gateway.DataDir, "gateway.db")
+	db, err := sql.Open("sqlite3", outbox.DSN(path, outbox.SyncFull))
+	if err != nil {
+		return fmt.Errorf("open %s: %w", path, err)
+	}
+	d.db = db
+	if d.cache, err = twincache.New(db, twincache.Options{Logger: d.log.With("component", "twincache"), Now: d.now}); err != nil {
+		return fmt.Errorf("twin cache in %s: %w", path, err)
+	}
+	if d.gwKey == "" {
+		return nil
+	}
+	policy, err := outbox.ParsePolicy(cfg.Outbox.OnFull)
+	if err != nil {
+		return fmt.Errorf("outbox.on_full: %w", err)
+	}
+	d.box, err = outbox.New(db, outbox.Options{MaxBytes: int64(cfg.Outbox.MaxBytes), TTL: cfg.Outbox.TTL, OnFull: policy,
+		Logger: d.log.With("component", "outbox"), Now: d.now})
+	if err != nil {
+		return fmt.Errorf("outbox in %s: %w", path, err)
+	}
+	d.drainer, err = outbox.NewDrainer(d.box, outbox.DrainerOptions{
+		Telemetry: d.sendTelemetry, Reported: d.sendReported, Ready: d.identityConnected,
+		Logger: d.log.With("component", "drainer"),
+	})
+	if err != nil {
+		return fmt.Errorf("outbox drainer: %w", err)
+	}
+	return nil
+}
+
+// closeState runs after every goroutine has stopped.
+func (d *Daemon) closeState() {
+	d.wg.Wait()
+	if d.box != nil {
+		if err := d.box.Close(); err != nil {
+			d.log.Warn("close outbox", "error", err)
+		}
+	}
+	if d.cache != nil {
+		if err := d.cache.Close(); err != nil {
+			d.log.Warn("close twin cache", "error", err)
+		}
+	}
+	if d.db != nil {
+		_ = d.db.Close()
+	}
+}
+
+func (d *Daemon) newLink(id string) *link {
+	l := &link{id: id, log: d.log.With("device", id), box: d.box, cache: d.cache, now: d.now, wake: func() {}}
+	if d.drainer != nil {
+		l.wake = d.drainer.Wake
+	}
+	return l
+}
+
+// linkFor finds the link of an identity: the gateway's or a child's.
+func (d *Daemon) linkFor(id string) *link {
+	if d.gw != nil && d.gw.id == id {
+		return d.gw
+	}
+	return d.childLink(id)
+}
+
+func (d *Daemon) identityConnected(id string) bool {
+	l := d.linkFor(id)
+	return l != nil && l.client != nil && l.client.Connected()
+}
+
+func (d *Daemon) sendTelemetry(ctx context.Context, e outbox.Entry) error {
+	l := d.linkFor(e.Identity)
+	if l == nil || l.client == nil {
+		return fmt.Errorf("%w: %s is no longer bridged", outbox.ErrUndeliverable, e.Identity)
+	}
+	return l.client.SendTelemetry(ctx, e.Body, e.WireProps())
+}
+
+func (d *Daemon) sendReported(ctx context.Context, e outbox.Entry) error {
+	l := d.linkFor(e.Identity)
+	if l == nil || l.client == nil {
+		return fmt.Errorf("%w: %s is no longer bridged", outbox.ErrUndeliverable, e.Identity)
+	}
+	var patch map[string]any
+	if err := json.Unmarshal(e.Body, &patch); err != nil {
+		return fmt.Errorf("%w: reported patch of %s: %v", outbox.ErrUndeliverable, e.Identity, err)
+	}
+	if _, err := l.client.PatchReported(ctx, patch); err != nil {
+		var se *upstream.StatusError
+		if errors.As(err, &se) && se.Status >= 400 && se.Status < 500 {
+			return fmt.Errorf("%w: %v", outbox.ErrUndeliverable, err)
+		}
+		return err
+	}
+	return nil
 }

@@ -36,13 +36,21 @@ func (d *Daemon) reportGateway() {
 		devs[dev.ID] = map[string]any{"bus": dev.Bus, "profile": dev.Profile, "state": state}
 	}
 	d.mu.Unlock()
-	d.gw.Report(map[string]any{
+	rep := map[string]any{
 		"drover":  map[string]any{"version": d.opts.Version, "startedAt": d.started.UTC().Format(time.RFC3339), "uptimeSeconds": int64(d.now().Sub(d.started).Seconds())},
 		"plugins": plug,
 		"buses":   buses,
 		"devices": devs,
 		"config":  map[string]any{"hash": config.Hash(cfg), "file": cfg.File},
-	})
+	}
+	if d.box != nil {
+		if st, err := d.box.Stats(context.Background()); err == nil {
+			rep["outbox"] = map[string]any{"depth": st.Depth, "bytes": st.Bytes, "oldestAgeSeconds": int64(st.OldestAge.Seconds()),
+				"accepted": st.Accepted, "acked": st.Acked, "dropped": map[string]any{"full": st.DroppedFull, "ttl": st.DroppedTTL,
+					"corrupt": st.DroppedCorrupt, "rejected": st.DroppedRejected}}
+		}
+	}
+	d.gw.Report(rep)
 }
 
 // onGatewayDesired applies desired.config of the gateway as an overlay over
@@ -187,7 +195,17 @@ func (d *Daemon) gatewayMethod(ctx context.Context, name string, payload json.Ra
 		}
 		return 200, st
 	case "stats":
-		return 200, map[string]any{"bridges": d.bridges.Stats(), "upstream": d.gw.Stats()}
+		out := map[string]any{"bridges": d.bridges.Stats()}
+		if d.gw != nil && d.gw.client != nil {
+			out["upstream"] = d.gw.client.Stats()
+		}
+		if d.box != nil {
+			if st, err := d.box.Stats(ctx); err == nil {
+				out["outbox"] = st
+			}
+			out["drainer"] = d.drainer.Stats()
+		}
+		return 200, out
 	case "effectiveConfig":
 		d.mu.Lock()
 		cfg := d.cfg

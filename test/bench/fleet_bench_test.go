@@ -199,3 +199,138 @@ func BenchmarkFleet(b *testing.B) {
 		}
 	}
 }
+
+// twinJob is the part of a Jobs v2 response the twin-job benchmark reads.
+type twinJob struct {
+	JobID         string `json:"jobId"`
+	Status        string `json:"status"`
+	FailureReason string `json:"failureReason"`
+	StatusMessage string `json:"statusMessage"`
+	StartTime     string `json:"startTime"`
+	EndTime       string `json:"endTime"`
+	Stats         struct {
+		DeviceCount    int `json:"deviceCount"`
+		FailedCount    int `json:"failedCount"`
+		SucceededCount int `json:"succeededCount"`
+		RunningCount   int `json:"runningCount"`
+		PendingCount   int `json:"pendingCount"`
+	} `json:"deviceJobStatistics"`
+}
+
+// awaitTwinJob polls GET /jobs/v2/{id} (a job has no change feed) every
+// 10 ms until the job is terminal.
+func (c *hubClient) awaitTwinJob(b *testing.B, id string) twinJob {
+	deadline := time.Now().Add(5 * time.Minute)
+	for {
+		st, body, err := c.do("GET", "/jobs/v2/"+id+"?api-version=2021-04-12", nil)
+		if err != nil || st != 200 {
+			b.Fatalf("get job %s: %d %v %s", id, st, err, body)
+		}
+		var j twinJob
+		if err := json.Unmarshal(body, &j); err != nil {
+			b.Fatalf("job %s: %v in %s", id, err, body)
+		}
+		switch j.Status {
+		case "completed", "failed", "cancelled":
+			return j
+		}
+		if time.Now().After(deadline) {
+			b.Fatalf("job %s: %+v after 5 minutes", id, j)
+		}
+		time.Sleep(10 * time.Millisecond) // polling interval of a job without events
+	}
+}
+
+// BenchmarkTwinJob10k measures issue 5's twin-update job target (< 5 s)
+// through a real hub process over HTTPS: 10,000 identities are imported
+// (tags included, none connected, so every twin is written and none is
+// notified), then each iteration runs a scheduleUpdateTwin job over all of
+// them (tags and desired patch) and times PUT /jobs/v2/{id} to status
+// completed with succeededCount 10,000 (DROVER_BENCH_TWINJOB_DEVICES
+// overrides the fleet).
+func BenchmarkTwinJob10k(b *testing.B) {
+	n := 10_000
+	if s := os.Getenv("DROVER_BENCH_TWINJOB_DEVICES"); s != "" {
+		if v, err := strconv.Atoi(s); err == nil && v > 0 {
+			n = v
+		}
+	}
+	h := harness.StartHub(b, "")
+	c := newHubClient(b, h)
+
+	st, _, body, err := c.doHeader("POST", "/jobs/create?api-version=2021-04-12", importJSONL(n), "Content-Type", "application/x-ndjson")
+	if err != nil || st != 200 {
+		b.Fatalf("start import: %d %v %s", st, err, body)
+	}
+	var imp benchJob
+	json.Unmarshal(body, &imp)
+	if imp = c.awaitJob(b, imp.JobID); imp.Status != "completed" || imp.ProcessedCount != n || imp.FailedCount != 0 {
+		b.Fatalf("import job %+v", imp)
+	}
+
+	var total time.Duration
+	b.ResetTimer()
+	for i := range b.N {
+		id := fmt.Sprintf("twinjob-%d", i)
+		req, _ := json.Marshal(map[string]any{
+			"jobId":          id,
+			"type":           "scheduleUpdateTwin",
+			"queryCondition": "*",
+			"updateTwin": map[string]any{
+				"etag": "*",
+				"tags": map[string]any{"rollout": map[string]any{"wave": i + 1}},
+				"properties": map[string]any{"desired": map[string]any{
+					"firmware":                 map[string]any{"version": fmt.Sprintf("2.%d.0", i)},
+					"telemetryIntervalSeconds": 30 + i,
+				}},
+			},
+			"maxExecutionTimeInSeconds": 600,
+		})
+		start := time.Now()
+		st, resp, err := c.do("PUT", "/jobs/v2/"+id+"?api-version=2021-04-12", req)
+		if err != nil || st != 200 {
+			b.Fatalf("create job: %d %v %s", st, err, resp)
+		}
+		accepted := time.Since(start)
+		j := c.awaitTwinJob(b, id)
+		el := time.Since(start)
+		total += el
+		if j.Status != "completed" || j.Stats.SucceededCount != n || j.Stats.FailedCount != 0 || j.Stats.DeviceCount != n {
+			b.Fatalf("job %s ended %s (%s %s): %+v", id, j.Status, j.FailureReason, j.StatusMessage, j.Stats)
+		}
+		// The patch is in the twins (first and last device).
+		b.StopTimer()
+		for _, dev := range []string{fmt.Sprintf("fleet-%06d", 0), fmt.Sprintf("fleet-%06d", n-1)} {
+			st, tw, err := c.do("GET", "/twins/"+dev+"?api-version=2021-04-12", nil)
+			if err != nil || st != 200 {
+				b.Fatalf("get twin %s: %d %v %s", dev, st, err, tw)
+			}
+			var got struct {
+				Tags struct {
+					Rollout struct {
+						Wave int `json:"wave"`
+					} `json:"rollout"`
+				} `json:"tags"`
+				Properties struct {
+					Desired struct {
+						Interval int `json:"telemetryIntervalSeconds"`
+					} `json:"desired"`
+				} `json:"properties"`
+			}
+			json.Unmarshal(tw, &got)
+			if got.Tags.Rollout.Wave != i+1 || got.Properties.Desired.Interval != 30+i {
+				b.Fatalf("twin %s after job %s: %s", dev, id, tw)
+			}
+		}
+		b.StartTimer()
+		var hub time.Duration
+		if t0, err := time.Parse(time.RFC3339Nano, j.StartTime); err == nil {
+			if t1, err := time.Parse(time.RFC3339Nano, j.EndTime); err == nil {
+				hub = t1.Sub(t0)
+			}
+		}
+		fmt.Printf("RESULT %-40s n=%-7d %.2f s PUT→completed (PUT answered in %.1f ms; hub startTime→endTime %.2f s), %.0f devices/s\n",
+			"twin-update job (HTTPS, jobs v2)", n, el.Seconds(), ms(accepted), hub.Seconds(), float64(n)/el.Seconds())
+	}
+	b.ReportMetric(total.Seconds()/float64(b.N), "job_s")
+}
