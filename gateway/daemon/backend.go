@@ -8,6 +8,7 @@ import (
 	"sort"
 	"time"
 
+	"github.com/drover-iot/drover/gateway/jobs"
 	"github.com/drover-iot/drover/gateway/localapi"
 	"github.com/drover-iot/drover/plugins"
 )
@@ -204,6 +205,10 @@ func (b backend) Invoke(ctx context.Context, id, method string, payload json.Raw
 	}
 	if b.d.childLink(id) == nil {
 		return 0, nil, plugins.Errorf(plugins.CodeNotFound, "unknown device %q", id)
+	}
+	if b.d.jobs != nil && (method == jobs.KindReboot || method == jobs.KindFactoryReset) {
+		st, resp := b.d.submitDeviceJob(ctx, id, method, payload, jobs.SourceTechnician)
+		return st, resp, nil
 	}
 	st, resp := b.d.bridges.Invoke(ctx, id, method, payload)
 	return st, resp, nil

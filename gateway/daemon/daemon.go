@@ -21,6 +21,7 @@ import (
 
 	"github.com/drover-iot/drover/bridges"
 	"github.com/drover-iot/drover/gateway/config"
+	"github.com/drover-iot/drover/gateway/jobs"
 	"github.com/drover-iot/drover/gateway/localapi"
 	"github.com/drover-iot/drover/gateway/outbox"
 	"github.com/drover-iot/drover/gateway/twincache"
@@ -59,6 +60,7 @@ type Daemon struct {
 	box     *outbox.Outbox  // nil without upstream
 	drainer *outbox.Drainer // nil without upstream
 	cache   *twincache.Cache
+	jobs    *jobs.Queue
 
 	// upstream settings (zero when the gateway runs without uplink)
 	hostName, address, gwKey, childrenKey string
@@ -216,6 +218,12 @@ func (d *Daemon) Run(ctx context.Context) error {
 			d.log.Error("add device", "device", cfg.Devices[i].ID, "error", err)
 		}
 	}
+
+	if err := d.openJobs(ctx); err != nil {
+		return err
+	}
+	d.wg.Add(1)
+	go func() { defer d.wg.Done(); errs <- wrap("job queue", d.jobs.Run(ctx)) }()
 
 	// The gateway's own identity, once the devices are in place: its desired
 	// configuration overlay may change them.
@@ -375,8 +383,27 @@ func (d *Daemon) addDevice(ctx context.Context, cfg *config.Config, dev *config.
 		if err := d.bridges.Desired(id, cfgDoc, version); err != nil {
 			d.log.Warn("apply desired", "device", id, "error", err)
 		}
+		if d.jobs != nil {
+			// desired.maintenance gives the device its own windows for disruptive jobs.
+			var ws []config.Window
+			if m, ok := desired["maintenance"]; ok {
+				raw, _ := json.Marshal(m)
+				var err error
+				if ws, err = jobs.ParseMaintenance(raw); err != nil {
+					d.log.Warn("desired.maintenance rejected", "device", id, "error", err)
+					l.Report(map[string]any{"maintenance": map[string]any{"status": "rejected", "error": err.Error()}})
+					return
+				}
+			}
+			if err := d.jobs.SetWindows(id, ws); err != nil {
+				d.log.Warn("set maintenance windows", "device", id, "error", err)
+			}
+		}
 	}
 	l.onMethod = func(ctx context.Context, name string, payload json.RawMessage) (int, any) {
+		if d.jobs != nil && (name == jobs.KindReboot || name == jobs.KindFactoryReset) {
+			return d.submitDeviceJob(ctx, id, name, payload, jobs.SourceHubMethod)
+		}
 		return d.bridges.Invoke(ctx, id, name, payload)
 	}
 	if d.childrenKey != "" {

@@ -42,6 +42,7 @@ func (d *Daemon) reportGateway() {
 		"buses":   buses,
 		"devices": devs,
 		"config":  map[string]any{"hash": config.Hash(cfg), "file": cfg.File},
+		"jobs":    d.jobCounts(),
 	}
 	if d.box != nil {
 		if st, err := d.box.Stats(context.Background()); err == nil {
@@ -206,6 +207,8 @@ func (d *Daemon) gatewayMethod(ctx context.Context, name string, payload json.Ra
 			out["drainer"] = d.drainer.Stats()
 		}
 		return 200, out
+	case "cancelJob":
+		return d.cancelJob(ctx, payload)
 	case "effectiveConfig":
 		d.mu.Lock()
 		cfg := d.cfg
@@ -216,7 +219,7 @@ func (d *Daemon) gatewayMethod(ctx context.Context, name string, payload json.Ra
 		}
 		return 200, raw
 	}
-	return 404, map[string]string{"error": "unknown method " + name + " on the gateway (status, stats, effectiveConfig)"}
+	return 404, map[string]string{"error": "unknown method " + name + " on the gateway (status, stats, cancelJob, effectiveConfig)"}
 }
 
 func configHash(c *config.Config) string { return config.Hash(c) }

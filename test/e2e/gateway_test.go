@@ -203,6 +203,23 @@ func path(m map[string]any, keys ...string) any {
 	return v
 }
 
+// invokeLocal calls a method through the gateway's local API.
+func (s *system) invokeLocal(id, method, payload string) (int, string) {
+	req, _ := http.NewRequest("POST", "http://"+s.api+"/v1/devices/"+id+"/methods/"+method, strings.NewReader(payload))
+	req.Header.Set("Authorization", "Bearer "+s.token)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		s.t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	var mr struct {
+		Status int `json:"status"`
+	}
+	_ = json.Unmarshal(b, &mr)
+	return mr.Status, string(b)
+}
+
 // gatewayStats calls the gateway's own "stats" method through the local API.
 func (s *system) gatewayStats() map[string]any {
 	req, _ := http.NewRequest("POST", "http://"+s.api+"/v1/devices/"+s.gwID+"/methods/stats", strings.NewReader("null"))
@@ -313,12 +330,32 @@ func TestGatewayEndToEnd(t *testing.T) {
 	})
 
 	t.Run("reboot goes silent and comes back", func(t *testing.T) {
+		// Unforced: the job waits for the in-use rule (the pump is running) and can be cancelled.
 		r, err := s.svc.InvokeMethod(ctx, "pump-3", serviceclient.MethodRequest{MethodName: "reboot", ResponseTimeoutInSeconds: 30})
-		if err != nil || r.Status != 409 {
-			t.Fatalf("reboot while running must be refused by the in-use rule: %+v %v", r, err)
+		if err != nil || r.Status != 202 {
+			t.Fatalf("reboot must start a job (202): %+v %v", r, err)
 		}
+		var accepted struct {
+			JobID string `json:"jobId"`
+		}
+		if err := json.Unmarshal(r.Payload, &accepted); err != nil || accepted.JobID == "" {
+			t.Fatalf("202 without a job id: %s", r.Payload)
+		}
+		s.eventually(t, 30*time.Second, "job waits for in-use", func() (bool, string) {
+			j, _ := path(s.reported("pump-3"), "lastJob").(map[string]any)
+			return j["id"] == accepted.JobID && j["state"] == "waiting" && j["reason"] == "in-use", fmt.Sprint(j)
+		})
+		st, body := s.invokeLocal("gw-e2e", "cancelJob", fmt.Sprintf(`{"jobId":%q}`, accepted.JobID))
+		if st != 200 {
+			t.Fatalf("cancelJob: %d %s", st, body)
+		}
+		s.eventually(t, 30*time.Second, "job cancelled", func() (bool, string) {
+			j, _ := path(s.reported("pump-3"), "lastJob").(map[string]any)
+			return j["id"] == accepted.JobID && j["state"] == "cancelled", fmt.Sprint(j)
+		})
+		// Forced: runs now; the unit goes silent and comes back.
 		r, err = s.svc.InvokeMethod(ctx, "pump-3", serviceclient.MethodRequest{MethodName: "reboot", Payload: json.RawMessage(`{"force":true}`), ResponseTimeoutInSeconds: 30})
-		if err != nil || r.Status != 200 {
+		if err != nil || r.Status != 202 {
 			t.Fatalf("forced reboot: %+v %v", r, err)
 		}
 		s.eventually(t, 30*time.Second, "reboot done", func() (bool, string) {
@@ -330,11 +367,15 @@ func TestGatewayEndToEnd(t *testing.T) {
 			up := num(path(s.reported("pump-3"), "points", "uptime"))
 			return up >= 0 && up < 30, fmt.Sprint(up)
 		})
+		s.eventually(t, 30*time.Second, "job succeeded", func() (bool, string) {
+			j, _ := path(s.reported("pump-3"), "lastJob").(map[string]any)
+			return j["kind"] == "reboot" && j["state"] == "succeeded", fmt.Sprint(j)
+		})
 	})
 
 	t.Run("factory reset restores defaults", func(t *testing.T) {
 		r, err := s.svc.InvokeMethod(ctx, "pump-1", serviceclient.MethodRequest{MethodName: "factoryReset", Payload: json.RawMessage(`{"force":true}`), ResponseTimeoutInSeconds: 30})
-		if err != nil || r.Status != 200 {
+		if err != nil || r.Status != 202 {
 			t.Fatalf("factory reset: %+v %v", r, err)
 		}
 		s.eventually(t, 30*time.Second, "setpoint back to its default", func() (bool, string) {
