@@ -1,6 +1,7 @@
 package cli
 
 import (
+	"encoding/json"
 	"fmt"
 	"net/url"
 
@@ -49,5 +50,40 @@ func (t *tools) jobsCmd() *cobra.Command {
 	}
 	f.add(c, false)
 	c.Flags().StringVar(&device, "device", "", "only this device's jobs")
+	c.AddCommand(t.jobsCancelCmd())
+	return c
+}
+
+// jobsCancelCmd cancels a job through the gateway's own cancelJob method.
+func (t *tools) jobsCancelCmd() *cobra.Command {
+	var f apiFlags
+	c := &cobra.Command{
+		Use:   "cancel JOB_ID",
+		Short: "Cancel a queued, waiting or running job",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			api, err := t.connect(&f, true)
+			if err != nil {
+				return err
+			}
+			defer api.close()
+			var st localapi.Status
+			if err := api.request(cmdContext(cmd), "GET", "/v1/status", nil, &st); err != nil {
+				return err
+			}
+			payload, _ := json.Marshal(map[string]string{"jobId": args[0]})
+			var res localapi.MethodResponse
+			if err := api.request(cmdContext(cmd), "POST", devicePath(st.GatewayID, "methods", "cancelJob"), payload, &res); err != nil {
+				return err
+			}
+			if res.Status >= 400 {
+				b, _ := json.Marshal(res.Payload)
+				return fmt.Errorf("cancel job %s: status %d: %s", args[0], res.Status, b)
+			}
+			fmt.Fprintf(t.stdout, "job %s cancelled\n", args[0])
+			return nil
+		},
+	}
+	f.add(c, true)
 	return c
 }
