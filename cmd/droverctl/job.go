@@ -456,7 +456,7 @@ func (a *app) watchJob(ctx context.Context, c *serviceclient.Client, j *servicec
 }
 
 // progressLine shows "job ID: STATUS done/total done, S succeeded, F failed",
-// rewritten in place on a terminal, one line per change otherwise.
+// with a bar, rewritten in place on a terminal; one line per change otherwise.
 type progressLine struct {
 	w     io.Writer
 	tty   bool
@@ -474,7 +474,7 @@ func (p *progressLine) show(j *serviceclient.Job) {
 	}
 	p.last = line
 	if p.tty {
-		fmt.Fprintf(p.w, "\r%s\x1b[K", line)
+		fmt.Fprintf(p.w, "\r%s %s\x1b[K", progressBar(j), line)
 		p.shown = true
 		return
 	}
@@ -487,6 +487,18 @@ func (p *progressLine) end() {
 		fmt.Fprintln(p.w)
 		p.shown = false
 	}
+}
+
+// progressBar draws devices done out of the total, 20 cells wide.
+func progressBar(j *serviceclient.Job) string {
+	s := j.DeviceJobStatistics
+	const width = 20
+	filled := 0
+	if s.DeviceCount > 0 {
+		filled = (s.SucceededCount + s.FailedCount) * width / s.DeviceCount
+	}
+	filled = min(max(filled, 0), width)
+	return "[" + strings.Repeat("#", filled) + strings.Repeat("-", width-filled) + "]"
 }
 
 func progressText(j *serviceclient.Job) string {

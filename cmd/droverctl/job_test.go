@@ -136,7 +136,7 @@ func TestProgressLine(t *testing.T) {
 	p = &progressLine{w: &b, tty: true}
 	p.show(j)
 	p.end()
-	if got := b.String(); got != "\rjob j: completed 4/4 done, 3 succeeded, 1 failed\x1b[K\n" {
+	if got := b.String(); got != "\r[####################] job j: completed 4/4 done, 3 succeeded, 1 failed\x1b[K\n" {
 		t.Fatalf("terminal line %q", got)
 	}
 }
