@@ -77,6 +77,9 @@ type Daemon struct {
 	wg       sync.WaitGroup
 	devState map[string]map[string]any // device id -> reported.connection as last reported
 	ready    chan struct{}             // closed once the local API listens
+	// gwWindows are the gateway-wide maintenance windows from the gateway's
+	// desired.maintenance; nil when it sets none (YAML applies).
+	gwWindows []config.Window
 }
 
 type child struct {

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/drover-iot/drover/gateway/config"
+	"github.com/drover-iot/drover/gateway/jobs"
 )
 
 // reportGateway refreshes the gateway's own reported status.
@@ -59,6 +60,7 @@ func (d *Daemon) reportGateway() {
 // rejected as a whole (and reported) when anything is wrong, in which case
 // the gateway keeps its last good configuration.
 func (d *Daemon) onGatewayDesired(desired map[string]any, version int64) {
+	d.applyGatewayMaintenance(desired)
 	overlay, _ := desired["config"].(map[string]any)
 	if overlay == nil {
 		overlay = map[string]any{}
@@ -223,3 +225,32 @@ func (d *Daemon) gatewayMethod(ctx context.Context, name string, payload json.Ra
 }
 
 func configHash(c *config.Config) string { return config.Hash(c) }
+
+// applyGatewayMaintenance takes the gateway's desired.maintenance as the
+// gateway-wide windows for disruptive jobs (devices may still have their own).
+func (d *Daemon) applyGatewayMaintenance(desired map[string]any) {
+	m, ok := desired["maintenance"]
+	if !ok {
+		d.mu.Lock()
+		d.gwWindows = nil
+		d.mu.Unlock()
+		return
+	}
+	raw, _ := json.Marshal(m)
+	ws, err := jobs.ParseMaintenance(raw)
+	if err != nil {
+		d.log.Warn("gateway desired.maintenance rejected", "error", err)
+		d.gw.Report(map[string]any{"maintenance": map[string]any{"status": "rejected", "error": err.Error()}})
+		return
+	}
+	d.mu.Lock()
+	d.gwWindows = ws
+	if d.gwWindows == nil {
+		d.gwWindows = []config.Window{}
+	}
+	d.mu.Unlock()
+	d.gw.Report(map[string]any{"maintenance": map[string]any{"status": "applied", "windows": len(ws)}})
+	if d.jobs != nil {
+		d.jobs.Poke()
+	}
+}

@@ -25,6 +25,9 @@ func (d *Daemon) openJobs(ctx context.Context) error {
 		Windows: func() []config.Window {
 			d.mu.Lock()
 			defer d.mu.Unlock()
+			if d.gwWindows != nil {
+				return d.gwWindows // the gateway's desired.maintenance overrides maintenance.windows
+			}
 			return d.cfg.Maintenance.Windows
 		},
 		Serial: d.serialBus,
