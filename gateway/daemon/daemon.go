@@ -335,8 +335,11 @@ func (d *Daemon) validateWithPlugins(ctx context.Context, cfg *config.Config) er
 
 func (d *Daemon) newClient(id, key string, l *link) (*upstream.Client, error) {
 	u := d.base.Upstream
+	// A bridged device's methods go through its bus one at a time anyway;
+	// one worker per identity keeps hundreds of children cheap.
 	return upstream.New(upstream.Options{DeviceID: id, HostName: d.hostName, Address: d.address, Key: key, TLS: d.tlsCfg,
-		TokenTTL: u.TokenTTL, KeepAlive: u.Keepalive, Version: d.opts.Version, Logger: d.log.With("component", "upstream"), Now: d.now, Handler: l})
+		TokenTTL: u.TokenTTL, KeepAlive: u.Keepalive, Version: d.opts.Version, Logger: d.log.With("component", "upstream"), Now: d.now, Handler: l,
+		MethodWorkers: 1})
 }
 
 func (d *Daemon) openBus(ctx context.Context, b *config.Bus) error {
@@ -527,6 +530,10 @@ func (d *Daemon) openState(cfg *config.Config) error {
 	if err != nil {
 		return fmt.Errorf("open %s: %w", path, err)
 	}
+	// One connection: the outbox, twin cache and job queue share the file;
+	// more connections only wait in SQLite's busy handler, each holding an OS
+	// thread (measured: 220+ threads and +55 MB RSS with 250 devices).
+	db.SetMaxOpenConns(1)
 	d.db = db
 	if d.cache, err = twincache.New(db, twincache.Options{Logger: d.log.With("component", "twincache"), Now: d.now}); err != nil {
 		return fmt.Errorf("twin cache in %s: %w", path, err)

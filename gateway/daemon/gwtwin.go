@@ -13,6 +13,9 @@ import (
 	"github.com/drover-iot/drover/gateway/jobs"
 )
 
+// maxListedDevices bounds reported.devices.notOnline (the 4 KB value limit).
+const maxListedDevices = 40
+
 // reportGateway refreshes the gateway's own reported status.
 func (d *Daemon) reportGateway() {
 	d.mu.Lock()
@@ -27,16 +30,28 @@ func (d *Daemon) reportGateway() {
 	for _, b := range st.Buses {
 		buses[b.Bus] = map[string]any{"transactions": b.Transactions, "timeouts": b.Timeouts, "errors": b.Errors, "queue": b.QueueDepth}
 	}
-	devs := map[string]any{}
+	// Devices are summarised: a twin property value is limited to 4 KB, and a
+	// gateway has hundreds of devices. Each device's own twin has the details.
+	// Every state is always listed: a merge patch never removes a key left out.
+	byState := map[string]any{"online": 0, "offline": 0, "backoff": 0, "plugin-down": 0, "unknown": 0}
+	var notOnline []any
 	d.mu.Lock()
 	for _, dev := range cfg.Devices {
 		state := "unknown"
 		if s, ok := d.devState[dev.ID]["state"].(string); ok {
 			state = s
 		}
-		devs[dev.ID] = map[string]any{"bus": dev.Bus, "profile": dev.Profile, "state": state}
+		n, _ := byState[state].(int)
+		byState[state] = n + 1
+		if state != "online" && len(notOnline) < maxListedDevices {
+			notOnline = append(notOnline, dev.ID)
+		}
 	}
 	d.mu.Unlock()
+	if notOnline == nil {
+		notOnline = []any{}
+	}
+	devs := map[string]any{"total": len(cfg.Devices), "byState": byState, "notOnline": notOnline}
 	rep := map[string]any{
 		"drover":  map[string]any{"version": d.opts.Version, "startedAt": d.started.UTC().Format(time.RFC3339), "uptimeSeconds": int64(d.now().Sub(d.started).Seconds())},
 		"plugins": plug,
