@@ -46,10 +46,7 @@ func envDuration(name string, def time.Duration) time.Duration {
 	return def
 }
 
-func benchRepoRoot() string {
-	_, f, _, _ := runtime.Caller(0)
-	return filepath.Join(filepath.Dir(f), "..", "..")
-}
+func benchRepoRoot() string { return harness.RepoRoot() }
 
 // procSample is what /proc says about one process at one instant.
 type procSample struct {
@@ -124,22 +121,7 @@ func sampleProc(pid int) (procSample, error) {
 	return s, nil
 }
 
-// childPID finds a child of parent whose command line contains name; Go
-// starts children from any of its threads, so every task is looked at.
-func childPID(parent int, name string) int {
-	tasks, _ := os.ReadDir(fmt.Sprintf("/proc/%d/task", parent))
-	for _, task := range tasks {
-		b, _ := os.ReadFile(fmt.Sprintf("/proc/%d/task/%s/children", parent, task.Name()))
-		for _, f := range strings.Fields(string(b)) {
-			pid, _ := strconv.Atoi(f)
-			cmd, _ := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", pid))
-			if strings.Contains(string(cmd), name) {
-				return pid
-			}
-		}
-	}
-	return 0
-}
+func childPID(parent int, name string) int { return harness.ChildPID(parent, name) }
 
 func mb(kb int64) float64 { return float64(kb) / 1024 }
 
@@ -402,11 +384,7 @@ buses:
 	b.ReportMetric(0, "ns/op")
 }
 
-func writeFile(b *testing.B, p, content string) {
-	if err := os.WriteFile(p, []byte(content), 0o600); err != nil {
-		b.Fatal(err)
-	}
-}
+func writeFile(b *testing.B, p, content string) { harness.WriteFile(b, p, content) }
 
 func freeAddrString(b *testing.B) string {
 	return "127.0.0.1:" + strconv.Itoa(freePort(b))
@@ -429,13 +407,7 @@ func poll(b *testing.B, timeout time.Duration, what string, gw *harness.Proc, co
 	b.Fatalf("%s: not within %s (last: %s)\ngateway stderr:\n%s", what, timeout, last, tailLines(gw.Stderr(), 40))
 }
 
-func tailLines(s string, n int) string {
-	l := strings.Split(s, "\n")
-	if len(l) > n {
-		l = l[len(l)-n:]
-	}
-	return strings.Join(l, "\n")
-}
+func tailLines(s string, n int) string { return harness.Tail(s, n) }
 
 // BenchmarkUplinkHeap250 is the breakdown behind BenchmarkGatewayRSS250's
 // upstream share: it connects 250 identities to a droverhub process with the

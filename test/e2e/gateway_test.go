@@ -10,11 +10,9 @@ import (
 	"fmt"
 	"io"
 	"math"
-	"net"
 	"net/http"
 	"os"
 	"path/filepath"
-	"runtime"
 	"strconv"
 	"strings"
 	"syscall"
@@ -43,19 +41,9 @@ type system struct {
 	devices []string
 }
 
-func repoRoot() string {
-	_, f, _, _ := runtime.Caller(0)
-	return filepath.Join(filepath.Dir(f), "..", "..")
-}
+func repoRoot() string { return harness.RepoRoot() }
 
-func freeAddr(t *testing.T) string {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().String()
-}
+func freeAddr(t *testing.T) string { return harness.FreeAddr(t) }
 
 // start brings up hub, simulator and gateway; the gateway's children are
 // provisioned through an enrollment group, with no hand work.
@@ -137,11 +125,7 @@ devices:
 	return s
 }
 
-func write(t *testing.T, p, content string) {
-	if err := os.WriteFile(p, []byte(content), 0o600); err != nil {
-		t.Fatal(err)
-	}
-}
+func write(t *testing.T, p, content string) { harness.WriteFile(t, p, content) }
 
 func (s *system) waitAPI() {
 	s.eventually(s.t, 60*time.Second, "gateway local API up", func() (bool, string) {
@@ -170,17 +154,9 @@ func (s *system) eventually(t *testing.T, timeout time.Duration, what string, co
 	}
 	gwErr := ""
 	if s.gw != nil {
-		gwErr = tail(s.gw.Stderr(), 60)
+		gwErr = harness.Tail(s.gw.Stderr(), 60)
 	}
 	t.Fatalf("%s: not within %s (last: %s)\ngateway stderr:\n%s", what, timeout, last, gwErr)
-}
-
-func tail(s string, n int) string {
-	l := strings.Split(s, "\n")
-	if len(l) > n {
-		l = l[len(l)-n:]
-	}
-	return strings.Join(l, "\n")
 }
 
 func (s *system) reported(id string) map[string]any {
@@ -426,7 +402,7 @@ func TestGatewayEndToEnd(t *testing.T) {
 			t.Fatal(err)
 		}
 		s.eventually(t, 30*time.Second, "plugin restarted", func() (bool, string) {
-			np := childPIDOrZero(s.gw.Cmd.Process.Pid, "drover-plugin-modbus")
+			np := harness.ChildPID(s.gw.Cmd.Process.Pid, "drover-plugin-modbus")
 			return np != 0 && np != pid, strconv.Itoa(np)
 		})
 		s.eventually(t, 30*time.Second, "polling resumed", func() (bool, string) {
@@ -471,36 +447,9 @@ func TestGatewayEndToEnd(t *testing.T) {
 }
 
 func childPID(t *testing.T, parent int, name string) int {
-	pid := childPIDOrZero(parent, name)
+	pid := harness.ChildPID(parent, name)
 	if pid == 0 {
 		t.Fatalf("no %s child of %d", name, parent)
 	}
 	return pid
-}
-
-func childPIDOrZero(parent int, name string) int {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/task/%d/children", parent, parent))
-	if err != nil {
-		return 0
-	}
-	for _, f := range strings.Fields(string(b)) {
-		pid, _ := strconv.Atoi(f)
-		comm, _ := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", pid))
-		if strings.Contains(string(comm), name) {
-			return pid
-		}
-	}
-	// Go runtime threads: children may hang off other tasks.
-	tasks, _ := os.ReadDir(fmt.Sprintf("/proc/%d/task", parent))
-	for _, task := range tasks {
-		b, _ := os.ReadFile(fmt.Sprintf("/proc/%d/task/%s/children", parent, task.Name()))
-		for _, f := range strings.Fields(string(b)) {
-			pid, _ := strconv.Atoi(f)
-			comm, _ := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", pid))
-			if strings.Contains(string(comm), name) {
-				return pid
-			}
-		}
-	}
-	return 0
 }
