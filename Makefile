@@ -25,6 +25,10 @@ test: build lint
 bench: build
 	DROVER_BIN=$(CURDIR)/$(BIN) DROVER_BENCH=1 $(GO) test -run '^$$' -bench . -benchtime 1x -timeout 60m ./test/bench/... $(BENCHFLAGS)
 
+# Fault-injection soak: 100 cycles of hub stops and gateway SIGKILLs (CI runs a few in `make test`).
+soak: build
+	DROVER_BIN=$(CURDIR)/$(BIN) DROVER_SOAK_CYCLES=100 $(GO) test -run Soak -count=1 -timeout 120m ./test/soak/
+
 lint:
 	@out=$$(gofmt -l $$(git ls-files '*.go' | grep -v '\.pb\.go$$') 2>/dev/null); \
 	if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi

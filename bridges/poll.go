@@ -78,7 +78,9 @@ func (d *device) publish(vals []plugins.PointValue, err error, now time.Time, to
 				pointErrs++
 			}
 		}
-		answeredNothing = len(vals) > 0 && timeouts == len(vals)
+		// No point read good (all timed out, or the link itself failed): the
+		// device is not online, whatever the plugin returned as the call's error.
+		answeredNothing = len(vals) > 0 && goodCount(vals) == 0
 		state = StateOnline
 		if answeredNothing {
 			state, countCycleFailed = StateOffline, true
@@ -119,4 +121,14 @@ func allTimedOut(vals []plugins.PointValue) bool {
 		}
 	}
 	return len(vals) > 0
+}
+
+func goodCount(vals []plugins.PointValue) int {
+	n := 0
+	for _, v := range vals {
+		if v.Quality == plugins.QualityGood {
+			n++
+		}
+	}
+	return n
 }

@@ -1,0 +1,206 @@
+package soak
+
+import (
+	"database/sql"
+	"fmt"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+// accounting compares what the gateway accepted with what the hub stored.
+type accounting struct {
+	Accepted   int // telemetry ids the gateway's outbox committed (witness)
+	Delivered  int // of those, distinct ids stored at the hub
+	HubRows    int // telemetry rows the hub stored for the devices
+	Duplicates int // HubRows minus distinct ids
+	Lost       int // accepted, not at the hub and no longer queued
+	Queued     int // telemetry rows still in the outbox
+	Unknown    int // ids at the hub the gateway never accepted (or without a message id)
+	OutOfOrder int // first arrivals at the hub out of accept order, per device
+
+	// Outbox counters (outbox_counters, kept by the gateway across restarts).
+	CntAccepted, CntMerged, CntAcked, CntRejected      int64
+	DroppedFull, DroppedTTL, DroppedCorrupt, DroppedNo int64
+	WitnessRows                                        int // outbox rows committed, every kind
+	QueuedReported                                     int
+	AfterDrain                                         int // rows accepted after the outbox was seen empty (shutdown)
+
+	lostSample   []string
+	queuedSample []string // rows still queued that should have been drained
+	afterSample  []string // rows accepted after the drain point
+}
+
+func (a accounting) String() string {
+	return fmt.Sprintf("accepted %d, delivered distinct %d, hub rows %d, duplicates %d, lost %d, still queued %d, unknown at hub %d, out of order %d; "+
+		"outbox counters: accepted %d (merged %d), acked %d, rejected %d, dropped full/ttl/corrupt/refused %d/%d/%d/%d",
+		a.Accepted, a.Delivered, a.HubRows, a.Duplicates, a.Lost, a.Queued, a.Unknown, a.OutOfOrder,
+		a.CntAccepted, a.CntMerged, a.CntAcked, a.CntRejected, a.DroppedFull, a.DroppedTTL, a.DroppedCorrupt, a.DroppedNo)
+}
+
+func openRO(t *testing.T, path string) *sql.DB {
+	t.Helper()
+	db, err := sql.Open("sqlite3", "file:"+path+"?mode=ro&_busy_timeout=10000")
+	if err != nil {
+		t.Fatalf("open %s: %v", path, err)
+	}
+	return db
+}
+
+// account reads the gateway's and the hub's databases; both processes must
+// have stopped. drainedAt is when the outbox was seen empty.
+func (e *env) account(drainedAt time.Time) accounting {
+	t := e.t
+	t.Helper()
+	var a accounting
+	gdb := openRO(t, filepath.Join(e.dataDir, "gateway.db"))
+	defer gdb.Close()
+
+	type acc struct {
+		device string
+		n      int64
+	}
+	accepted := map[string]acc{} // id -> device and accept order
+	rows, err := gdb.Query(`SELECT w.n, w.kind, w.id, COALESCE(i.name, '') FROM soak_witness w LEFT JOIN outbox_ident i ON i.id = w.ident ORDER BY w.n`)
+	if err != nil {
+		t.Fatalf("read witness: %v", err)
+	}
+	for rows.Next() {
+		var n int64
+		var kind int
+		var id, dev string
+		if err := rows.Scan(&n, &kind, &id, &dev); err != nil {
+			t.Fatalf("read witness: %v", err)
+		}
+		a.WitnessRows++
+		if kind != int(1) { // outbox.Telemetry
+			continue
+		}
+		if _, dup := accepted[id]; dup {
+			t.Errorf("the outbox accepted message id %s twice", id)
+		}
+		accepted[id] = acc{dev, n}
+	}
+	if err := rows.Err(); err != nil {
+		t.Fatalf("read witness: %v", err)
+	}
+	rows.Close()
+	a.Accepted = len(accepted)
+
+	queued := map[string]bool{}
+	rows, err = gdb.Query(`SELECT m.kind, m.id, m.accepted, COALESCE(i.name, ''), CAST(m.body AS TEXT) FROM outbox_msg m LEFT JOIN outbox_ident i ON i.id = m.ident`)
+	if err != nil {
+		t.Fatalf("read outbox: %v", err)
+	}
+	for rows.Next() {
+		var kind int
+		var at int64
+		var id, dev, body string
+		if err := rows.Scan(&kind, &id, &at, &dev, &body); err != nil {
+			t.Fatalf("read outbox: %v", err)
+		}
+		desc := fmt.Sprintf("%s kind %d accepted %s: %s", dev, kind, time.Unix(0, at).Format("15:04:05.000"), body)
+		if kind == 1 {
+			queued[id] = true
+		}
+		if time.Unix(0, at).After(drainedAt) {
+			// Produced after the outbox was seen empty, while the system
+			// was being stopped: kept for the next start, not a failure.
+			a.AfterDrain++
+			a.afterSample = append(a.afterSample, desc)
+			continue
+		}
+		if kind == 1 {
+			a.Queued++
+		} else {
+			a.QueuedReported++
+		}
+		a.queuedSample = append(a.queuedSample, desc)
+	}
+	rows.Close()
+	if err := gdb.QueryRow(`SELECT accepted, merged, acked, rejected, dropped_full, dropped_ttl, dropped_corrupt, dropped_rejected FROM outbox_counters`).
+		Scan(&a.CntAccepted, &a.CntMerged, &a.CntAcked, &a.CntRejected, &a.DroppedFull, &a.DroppedTTL, &a.DroppedCorrupt, &a.DroppedNo); err != nil {
+		t.Fatalf("read outbox counters: %v", err)
+	}
+
+	hdb := openRO(t, filepath.Join(e.hubDir, "hub.db"))
+	defer hdb.Close()
+	in := "'" + strings.Join(e.devices, "','") + "'"
+	rows, err = hdb.Query(`SELECT device_id, message_id FROM telemetry WHERE device_id IN (` + in + `) ORDER BY seq`)
+	if err != nil {
+		t.Fatalf("read hub telemetry: %v", err)
+	}
+	seen := map[string]bool{}
+	lastN := map[string]int64{}
+	for rows.Next() {
+		var dev, id string
+		if err := rows.Scan(&dev, &id); err != nil {
+			t.Fatalf("read hub telemetry: %v", err)
+		}
+		a.HubRows++
+		if seen[id] {
+			a.Duplicates++
+			continue
+		}
+		seen[id] = true
+		w, ok := accepted[id]
+		if !ok || id == "" || w.device != dev {
+			a.Unknown++
+			continue
+		}
+		a.Delivered++
+		if w.n < lastN[dev] {
+			a.OutOfOrder++
+		}
+		lastN[dev] = w.n
+	}
+	if err := rows.Err(); err != nil {
+		t.Fatalf("read hub telemetry: %v", err)
+	}
+	rows.Close()
+	for id := range accepted {
+		if !seen[id] && !queued[id] {
+			a.Lost++
+			if len(a.lostSample) < 10 {
+				a.lostSample = append(a.lostSample, accepted[id].device+"/"+id)
+			}
+		}
+	}
+	return a
+}
+
+// check asserts the no-loss properties; faults is the number of disruptive
+// events, which bounds the duplicates.
+func (a accounting) check(t *testing.T, faults, identities int) {
+	t.Helper()
+	if a.Accepted == 0 {
+		t.Fatal("the gateway accepted no telemetry: nothing was tested")
+	}
+	if a.Lost != 0 {
+		t.Errorf("LOST %d of %d accepted telemetry messages (e.g. %v)", a.Lost, a.Accepted, a.lostSample)
+	}
+	if a.Queued != 0 || a.QueuedReported != 0 {
+		t.Errorf("outbox not drained: %d telemetry and %d reported rows still queued %q", a.Queued, a.QueuedReported, a.queuedSample)
+	}
+	if a.AfterDrain != 0 {
+		t.Logf("%d rows accepted after the outbox was seen empty, while stopping (queued for the next start): %q", a.AfterDrain, a.afterSample)
+	}
+	if a.Unknown != 0 {
+		t.Errorf("%d telemetry messages at the hub have no message id the gateway accepted", a.Unknown)
+	}
+	if d := a.DroppedFull + a.DroppedTTL + a.DroppedCorrupt + a.DroppedNo + a.CntRejected; d != 0 {
+		t.Errorf("the outbox dropped or refused %d messages with a 1 GiB bound", d)
+	}
+	if bound := (faults + 1) * identities * inflightPerIdentity; a.Duplicates > bound {
+		t.Errorf("%d duplicates exceed the in-flight bound %d (%d faults x %d identities x %d)", a.Duplicates, bound, faults+1, identities, inflightPerIdentity)
+	}
+	if a.OutOfOrder != 0 {
+		t.Errorf("%d telemetry messages reached the hub out of their device's accept order", a.OutOfOrder)
+	}
+	// Every committed row is counted once by the outbox's persistent counter
+	// (merged patches update a row instead of inserting one).
+	if got := a.CntAccepted - a.CntMerged; got != int64(a.WitnessRows) {
+		t.Errorf("outbox counters accepted-merged = %d, but %d rows were committed: the counters are not crash-consistent", got, a.WitnessRows)
+	}
+}
