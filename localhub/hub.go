@@ -196,8 +196,9 @@ func (h *Hub) Run(ctx context.Context) error {
 		}
 	})
 	mux.Handle("/", h.svc.Handler())
-	srv := &http.Server{Handler: mux, TLSConfig: h.tlsCfg, ReadHeaderTimeout: 10 * time.Second,
-		ErrorLog: slog.NewLogLogger(h.log.Handler(), slog.LevelDebug), BaseContext: func(net.Listener) context.Context { return ctx }}
+	srv := &http.Server{Handler: mux, TLSConfig: h.tlsCfg.Clone(), // ServeTLS edits its config (HTTP/2); the MQTT listener reads the original
+		ReadHeaderTimeout: 10 * time.Second,
+		ErrorLog:          slog.NewLogLogger(h.log.Handler(), slog.LevelDebug), BaseContext: func(net.Listener) context.Context { return ctx }}
 
 	var wg sync.WaitGroup
 	errs := make(chan error, 4)
