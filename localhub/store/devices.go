@@ -251,34 +251,7 @@ func (s *Store) UpdateDevice(ctx context.Context, d Device, ifMatch string) (bef
 		if !matchEtag(ifMatch, cur.Etag) {
 			return fmt.Errorf("device %s: %w", d.ID, ErrPrecondition)
 		}
-		next := cur
-		next.Etag = newEtag()
-		if d.Status != "" && !strings.EqualFold(d.Status, cur.Status) {
-			next.Status = strings.ToLower(d.Status)
-			next.StatusUpdated = now
-		}
-		next.StatusReason = d.StatusReason
-		if d.AuthType != "" {
-			next.AuthType = d.AuthType
-		}
-		if d.PrimaryKey != "" {
-			next.PrimaryKey = d.PrimaryKey
-		}
-		if d.SecondaryKey != "" {
-			next.SecondaryKey = d.SecondaryKey
-		}
-		next.PrimaryThumbprint, next.SecondaryThumbprint = d.PrimaryThumbprint, d.SecondaryThumbprint
-		next.IoTEdge = d.IoTEdge
-		if next.IoTEdge && next.DeviceScope == "" {
-			next.DeviceScope = "ms-azure-iot-edge://" + next.ID + "-" + next.GenerationID
-		}
-		if !next.IoTEdge {
-			// A leaf's scope is its parent's; it is settable.
-			next.DeviceScope = d.DeviceScope
-		}
-		if d.ParentScopes != nil {
-			next.ParentScopes = d.ParentScopes
-		}
+		next := mergeIdentity(cur, d, now)
 		ps, _ := json.Marshal(next.ParentScopes)
 		_, err = tx.Exec(`UPDATE devices SET etag=?, status=?, status_reason=?, status_updated=?, auth_type=?, primary_key=?, secondary_key=?,
 			primary_thumbprint=?, secondary_thumbprint=?, iot_edge=?, device_scope=?, parent_scopes=? WHERE device_id=?`,
