@@ -55,6 +55,7 @@ type Daemon struct {
 	host    *host.Host
 	bridges *bridges.Bridges
 	api     *localapi.Server
+	uplinks *upstream.Group // every identity's client: the first back after an outage wakes the rest
 
 	db      *sql.DB         // data_dir/gateway.db: outbox and twin cache
 	box     *outbox.Outbox  // nil without upstream
@@ -333,13 +334,22 @@ func (d *Daemon) validateWithPlugins(ctx context.Context, cfg *config.Config) er
 	return cfg.ValidateWithPlugins(ctx, d.validators(cfg))
 }
 
+func (d *Daemon) uplinkGroup() *upstream.Group {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.uplinks == nil {
+		d.uplinks = upstream.NewGroup()
+	}
+	return d.uplinks
+}
+
 func (d *Daemon) newClient(id, key string, l *link) (*upstream.Client, error) {
 	u := d.base.Upstream
-	// A bridged device's methods go through its bus one at a time anyway;
-	// one worker per identity keeps hundreds of children cheap.
+	// A bridged device's methods go through its bus one at a time anyway,
+	// so a child runs one method call at a time.
 	return upstream.New(upstream.Options{DeviceID: id, HostName: d.hostName, Address: d.address, Key: key, TLS: d.tlsCfg,
 		TokenTTL: u.TokenTTL, KeepAlive: u.Keepalive, Version: d.opts.Version, Logger: d.log.With("component", "upstream"), Now: d.now, Handler: l,
-		MethodWorkers: 1})
+		MethodWorkers: 1, Group: d.uplinkGroup()})
 }
 
 func (d *Daemon) openBus(ctx context.Context, b *config.Bus) error {

@@ -56,13 +56,18 @@ type Client struct {
 	rid     atomic.Uint64
 	ev      *events
 	methods chan methodCall
+	nudges  chan time.Duration // from Group: stop waiting out a backoff (cap 1)
 	reqWG   sync.WaitGroup // request publishes in flight; waited for by Run
+	runCtx  context.Context
+	workWG  sync.WaitGroup // method workers; waited for by Run
 
 	mu      sync.Mutex
 	cur     *conn         // the live connection (subscribed), nil when offline
 	up      chan struct{} // closed while cur != nil
 	pending map[string]*pending
 	stats   Stats
+	workers int  // method workers running
+	stopped bool // Run is returning: no new workers
 }
 
 // conn is one MQTT connection (one paho client, one SAS token).
@@ -109,6 +114,7 @@ func New(o Options) (*Client, error) {
 		rnd:     rand.Int64N,
 		ev:      newEvents(),
 		methods: make(chan methodCall, o.MethodWorkers),
+		nudges:  make(chan time.Duration, 1),
 		up:      make(chan struct{}),
 		pending: map[string]*pending{},
 	}
@@ -124,14 +130,20 @@ func (c *Client) Run(ctx context.Context) error {
 	if !c.running.CompareAndSwap(false, true) {
 		return ErrAlreadyRunning
 	}
+	if g := c.o.Group; g != nil {
+		g.join(c)
+		defer g.leave(c)
+	}
+	c.runCtx = ctx
 	var wg sync.WaitGroup
 	wg.Go(func() { c.ev.run(c.deliver) })
-	for range c.o.MethodWorkers {
-		wg.Go(func() { c.methodWorker(ctx) })
-	}
 	c.loop(ctx)
+	c.mu.Lock()
+	c.stopped = true
+	c.mu.Unlock()
 	c.ev.close()
 	wg.Wait()
+	c.workWG.Wait()
 	c.reqWG.Wait()
 	return nil
 }
@@ -148,7 +160,7 @@ func (c *Client) loop(ctx context.Context) {
 			failures++
 			delay := backoff(failures, c.o.BackoffMin, c.o.BackoffMax, c.rnd)
 			c.connectFailed(err, delay)
-			if !sleep(ctx, delay) {
+			if !c.wait(ctx, delay) {
 				return
 			}
 			continue
@@ -167,9 +179,36 @@ func (c *Client) loop(ctx context.Context) {
 		failures++
 		delay := backoff(failures, c.o.BackoffMin, c.o.BackoffMax, c.rnd)
 		c.log.Info("upstream reconnecting", "retry_in", delay.Round(time.Millisecond))
-		if !sleep(ctx, delay) {
+		if !c.wait(ctx, delay) {
 			return
 		}
+	}
+}
+
+// wait sleeps out a reconnect backoff of d, cut short by a nudge from the
+// group (then it waits a random part of the nudge's spread instead). It
+// returns false when ctx ends.
+func (c *Client) wait(ctx context.Context, d time.Duration) bool {
+	// A nudge that came during the failed attempt still counts: members are
+	// nudged only while they are not connected.
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return true
+	case spread := <-c.nudges:
+		c.log.Debug("upstream reconnect nudged: the hub answers another identity")
+		return sleep(ctx, time.Duration(c.rnd(int64(max(spread, 1)))))
+	case <-ctx.Done():
+		return false
+	}
+}
+
+// nudge asks the connect loop to end its backoff within spread.
+func (c *Client) nudge(spread time.Duration) {
+	select {
+	case c.nudges <- spread:
+	default:
 	}
 }
 
@@ -265,6 +304,9 @@ func (c *Client) goUp(cn *conn) {
 	}
 	cn.early = nil
 	c.mu.Unlock()
+	if g := c.o.Group; g != nil {
+		g.up(c)
+	}
 	c.log.Info("upstream connected", "address", c.o.Address, "token_expiry", cn.expiry)
 }
 
@@ -295,6 +337,9 @@ func (c *Client) down(cn *conn, why error) {
 	}
 	c.ev.push(event{kind: evDisconnected, err: why})
 	c.mu.Unlock()
+	if g := c.o.Group; g != nil {
+		g.down()
+	}
 	cn.cancel()
 	if errors.Is(why, ErrTokenRenewal) || errors.Is(why, context.Canceled) {
 		c.log.Debug("upstream disconnected", "reason", why)

@@ -40,12 +40,32 @@ func (c *Client) onMethod(cn *conn, topic string, body []byte) {
 		c.publishResponse(cn, rid, statusBadRequest, errorBody("payload is not JSON"))
 		return
 	}
-	select {
-	case c.methods <- methodCall{cn: cn, name: name, rid: rid, payload: payload}:
-	default:
+	if !c.dispatch(methodCall{cn: cn, name: name, rid: rid, payload: payload}) {
 		c.log.Warn("method refused: all workers busy", "method", name)
 		c.publishResponse(cn, rid, statusBusy, errorBody("too many method calls in progress"))
 	}
+}
+
+// dispatch queues call and starts a worker when fewer than MethodWorkers
+// run; false when the queue is full. Workers exist only while there are
+// calls: an idle identity holds no method goroutine (a gateway has
+// hundreds of identities that are almost never called).
+func (c *Client) dispatch(call methodCall) bool {
+	select {
+	case c.methods <- call:
+	default:
+		return false
+	}
+	c.mu.Lock()
+	if c.stopped || c.workers >= c.o.MethodWorkers {
+		c.mu.Unlock()
+		return true // a running worker takes it
+	}
+	c.workers++
+	c.workWG.Add(1)
+	c.mu.Unlock()
+	go c.methodWorker()
+	return true
 }
 
 // publishResponse sends a method response at QoS 0 without waiting: paho
@@ -54,15 +74,27 @@ func (c *Client) publishResponse(cn *conn, rid string, status int, body []byte) 
 	cn.pc.Publish(iothubtopic.MethodResponse(status, rid), 0, false, body)
 }
 
-// methodWorker serves queued calls until ctx ends.
-func (c *Client) methodWorker(ctx context.Context) {
+// methodWorker serves queued calls until the queue is empty or Run stops.
+func (c *Client) methodWorker() {
+	defer c.workWG.Done()
 	for {
 		select {
-		case <-ctx.Done():
-			return
 		case call := <-c.methods:
-			c.serveMethod(ctx, call)
+			c.serveMethod(c.runCtx, call)
+			continue
+		default:
 		}
+		// Decide to exit under c.mu: dispatch queues first and then looks at
+		// c.workers under c.mu, so a call queued now is either seen here or
+		// gets a worker of its own.
+		c.mu.Lock()
+		if len(c.methods) > 0 && !c.stopped {
+			c.mu.Unlock()
+			continue
+		}
+		c.workers--
+		c.mu.Unlock()
+		return
 	}
 }
 

@@ -80,6 +80,10 @@ type Options struct {
 	Now func() time.Time
 	// Handler receives hub→device traffic; nil ignores it (methods are answered 501).
 	Handler Handler
+	// Group, when set, lets this client be woken from a reconnect backoff
+	// as soon as another member of the group gets through to the hub (see
+	// Group). A gateway puts its own client and its children's in one.
+	Group *Group
 }
 
 // Handler receives hub→device traffic. Connected, DesiredPatch and

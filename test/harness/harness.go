@@ -43,7 +43,7 @@ func Bin(t testing.TB, name string) string {
 			return
 		}
 		root := moduleRoot()
-		cmd := exec.Command("go", "build", "-o", binDir+string(os.PathSeparator), "./cmd/...")
+		cmd := exec.Command("go", "build", "-tags", "grpcnotrace", "-o", binDir+string(os.PathSeparator), "./cmd/...")
 		cmd.Dir = root
 		if out, err := cmd.CombinedOutput(); err != nil {
 			buildErr = fmt.Errorf("go build ./cmd/...: %v\n%s", err, out)
