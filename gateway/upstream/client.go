@@ -57,7 +57,7 @@ type Client struct {
 	ev      *events
 	methods chan methodCall
 	nudges  chan time.Duration // from Group: stop waiting out a backoff (cap 1)
-	reqWG   sync.WaitGroup // request publishes in flight; waited for by Run
+	reqWG   sync.WaitGroup     // request publishes in flight; waited for by Run
 	runCtx  context.Context
 	workWG  sync.WaitGroup // method workers; waited for by Run
 
