@@ -12,6 +12,7 @@ import (
 	"regexp"
 	"runtime"
 	"runtime/pprof"
+	"sort"
 	"strconv"
 	"strings"
 	"testing"
@@ -56,6 +57,47 @@ type procSample struct {
 	threads                   int64
 	cpuTicks                  int64 // utime + stime, in clock ticks (USER_HZ = 100 on Linux)
 	smapsPrivKB, smapsShareKB int64
+}
+
+// anonByMapping lists the largest anonymous resident mappings of a
+// process (start address, size, anonymous KB): Go's heap arenas are 64 MB
+// reservations, C malloc arenas 64 MB (128 MB) ones, thread stacks 8 MB,
+// "[heap]" is the brk heap of malloc's main arena.
+func anonByMapping(pid int) string {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/smaps", pid))
+	if err != nil {
+		return err.Error()
+	}
+	type mapping struct {
+		name       string
+		size, anon int64
+	}
+	var ms []mapping
+	var cur *mapping
+	for _, l := range strings.Split(string(b), "\n") {
+		f := strings.Fields(l)
+		if len(f) >= 5 && strings.Contains(f[0], "-") && len(f[1]) == 4 {
+			r := strings.SplitN(f[0], "-", 2)
+			lo, _ := strconv.ParseUint(r[0], 16, 64)
+			hi, _ := strconv.ParseUint(r[1], 16, 64)
+			name := r[0]
+			if len(f) >= 6 {
+				name = f[5]
+			}
+			ms = append(ms, mapping{name: name, size: int64(hi-lo) / 1024})
+			cur = &ms[len(ms)-1]
+			continue
+		}
+		if cur != nil && len(f) >= 2 && f[0] == "Anonymous:" {
+			cur.anon, _ = strconv.ParseInt(f[1], 10, 64)
+		}
+	}
+	sort.Slice(ms, func(i, j int) bool { return ms[i].anon > ms[j].anon })
+	var out []string
+	for _, m := range ms[:min(8, len(ms))] {
+		out = append(out, fmt.Sprintf("%s(%dK)=%dK", m.name, m.size, m.anon))
+	}
+	return strings.Join(out, " ")
 }
 
 func sampleProc(pid int) (procSample, error) {
@@ -365,6 +407,7 @@ buses:
 		"gateway 250 devices: RSS", mb(g1.rssKB), mb(p1.rssKB), total, mb(g1.hwmKB), mb(p1.hwmKB))
 	fmt.Printf("RESULT %-40s gateway anon=%.1f file=%.1f threads=%d; plugin anon=%.1f file=%.1f threads=%d (MB)\n",
 		"gateway 250 devices: RSS breakdown", mb(g1.anonKB), mb(g1.fileKB), g1.threads, mb(p1.anonKB), mb(p1.fileKB), p1.threads)
+	fmt.Printf("RESULT %-40s gateway %s; plugin %s\n", "gateway 250 devices: anon by mapping", anonByMapping(g1.pid), anonByMapping(p1.pid))
 	fmt.Printf("RESULT %-40s gateway=%.2f%% plugin=%.2f%% of one core over %s; polls=%.0f (%.1f/s) failed=%.0f; hub=%.2f%% hub RSS=%.1f MB\n",
 		"gateway 250 devices: CPU", cpuPct(g0, g1), cpuPct(p0, p1), window, polls1-polls0, (polls1-polls0)/window.Seconds(), errs1-errs0,
 		cpuPct(h0, h1), mb(h1.rssKB))
