@@ -5,7 +5,9 @@
 // mutual TLS. The Host restarts a plugin that crashes (the connection
 // breaks) or hangs (its health ping times out) with exponential backoff and
 // jitter, forwards the plugin's structured stderr logs into the gateway's
-// slog logger with plugin=<name>, and reports every state change.
+// slog logger with plugin=<name>, and reports every state change. On Linux
+// a plugin is started with a parent-death signal, so it dies with the
+// gateway even when the gateway is killed (see dieWithGateway).
 //
 // Callers talk to a plugin through the Handle that Host.Plugin returns. The
 // handle survives restarts: it remembers every successful OpenBus and

@@ -76,6 +76,7 @@ func Start(ctx context.Context, opts Options, name string) (*Instance, error) {
 
 	cmd := exec.Command(path)
 	cmd.Env = append(cmd.Env, plugins.LogLevelEnv+"="+levelFor(opts.Logger))
+	dieWithGateway(cmd) // no orphan holding a serial port after a gateway crash
 	stderrTail := newTail(8)
 	client := plugin.NewClient(&plugin.ClientConfig{
 		HandshakeConfig:  plugins.Handshake,
