@@ -354,15 +354,21 @@ func (e *env) startGateway() {
 	})
 }
 
-// killGateway SIGKILLs the gateway and then the plugin processes it leaves
-// behind (a supervisor killing the service's process group does the same).
+// killGateway SIGKILLs the gateway. Its plugin processes must die with it
+// (the kernel's parent-death signal, or the plugin's own parent watch): one
+// still alive 10 s later is counted as an orphan, killed, and fails the test.
 func (e *env) killGateway() {
 	pids := childPIDs(e.gw.Cmd.Process.Pid)
 	e.gw.Kill()
+	deadline := time.Now().Add(10 * time.Second)
 	for _, pid := range pids {
+		for alive(pid) && time.Now().Before(deadline) {
+			time.Sleep(20 * time.Millisecond) // another process's exit: nothing to wait on but /proc
+		}
 		if alive(pid) {
 			e.orphans++
 			_ = syscall.Kill(pid, syscall.SIGKILL)
+			e.t.Errorf("plugin process %d outlived the SIGKILLed gateway by 10 s", pid)
 		}
 	}
 }

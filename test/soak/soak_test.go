@@ -123,7 +123,7 @@ func TestSoakNoLoss(t *testing.T) {
 	e.checkConverged(want)
 	e.checkJobs()
 	a := e.account(e.drain())
-	t.Logf("faults: %d cycles (%d hub SIGTERM, %d hub SIGKILL, %d gateway SIGKILL), %d gateway starts, %d desired writes, %d orphaned plugin processes killed",
+	t.Logf("faults: %d cycles (%d hub SIGTERM, %d hub SIGKILL, %d gateway SIGKILL), %d gateway starts, %d desired writes, %d plugin processes outlived the gateway",
 		n, count[hubTerm], count[hubKill], count[gwKill], e.gwStarts, writes, e.orphans)
 	t.Logf("telemetry: %s", a)
 	t.Logf("run time %s", time.Since(began).Round(time.Millisecond))
