@@ -38,8 +38,9 @@ func (t *tools) configCheckCmd() *cobra.Command {
 		Short: "Check gateway.yaml and the profiles it names; print every problem",
 		Long: `Check gateway.yaml and every device profile it names, offline, and print
 each problem as file:line: key: message. Exits non-zero when there is any.
-With --plugins DIR the protocol plugins found in DIR (drover-plugin-*) are
-started to check their own keys (bus settings, points, byte orders).`,
+The protocol plugins (drover-plugin-*) in the file's plugins.dir, or in
+--plugins DIR, are started to check their own keys (bus settings, points,
+byte orders); --plugins none skips them.`,
 		Example: `  drover config check /etc/drover/gateway.yaml
   drover config check gateway.yaml --plugins /usr/lib/drover/plugins`,
 		Args: cobra.ExactArgs(1),
@@ -54,8 +55,16 @@ started to check their own keys (bus settings, points, byte orders).`,
 			}
 			ctx := cmdContext(cmd)
 			var validators map[string]config.PluginValidator
-			if pluginsDir != "" {
-				vs, stop, err := t.startValidators(ctx, pluginsDir)
+			dir, explicit := pluginsDir, cmd.Flags().Changed("plugins")
+			if !explicit {
+				dir = config.PluginsDirOf(args[0])
+				if !hasPlugins(dir) {
+					fmt.Fprintf(t.stderr, "drover: note: no %s* in %q: plugin keys (bus settings, points) not checked; use --plugins DIR\n", host.ExecutablePrefix, dir)
+					dir = ""
+				}
+			}
+			if dir != "" && dir != "none" {
+				vs, stop, err := t.startValidators(ctx, dir)
 				if err != nil {
 					return err
 				}
@@ -83,8 +92,25 @@ started to check their own keys (bus settings, points, byte orders).`,
 		},
 	}
 	c.Flags().StringVarP(&output, "output", "o", "table", "output format: table or json")
-	c.Flags().StringVar(&pluginsDir, "plugins", "", "also validate with the plugin executables in this directory")
+	c.Flags().StringVar(&pluginsDir, "plugins", "", "validate with the plugin executables in this directory (default: the file's plugins.dir; none: skip)")
 	return c
+}
+
+// hasPlugins says whether dir holds at least one plugin executable.
+func hasPlugins(dir string) bool {
+	if dir == "" {
+		return false
+	}
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		return false
+	}
+	for _, e := range entries {
+		if strings.HasPrefix(e.Name(), host.ExecutablePrefix) && !e.IsDir() {
+			return true
+		}
+	}
+	return false
 }
 
 // startValidators starts every drover-plugin-* executable in dir. A plugin
