@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"slices"
 	"sync"
 	"time"
@@ -39,7 +40,17 @@ type Options struct {
 	CallTimeout   time.Duration // bound on one plugin call (on top of the plugin's own bus timeout)
 	RebootProbe   time.Duration // pause between probes while a rebooted device is silent
 	RebootTimeout time.Duration // a rebooted device silent this long is reported failed
-	DesiredRetry  time.Duration // retry of a desired config that failed for a transient reason
+	DesiredRetry  time.Duration // retry of a desired config that failed for a transient reason (without SubmitConfig)
+
+	// SubmitConfig, when set, takes the running of desired config writes
+	// off the devices' pollers: Desired calls it for every version that has
+	// writes to do (from Desired's goroutine, holding no lock) and no
+	// longer writes it by itself; the caller runs the writes with
+	// ApplyConfig, when and as often as it decides (the gateway: as a
+	// durable job with retries). When it returns an error the poller
+	// writes that version itself after all. Unset, the poller writes at
+	// once and retries transient failures after DesiredRetry.
+	SubmitConfig func(deviceID string, version int64, config map[string]any) error
 }
 
 func (o *Options) applyDefaults() {
@@ -115,6 +126,7 @@ func New(opts Options) *Bridges {
 // to support everything; its calls then fail with CodeUnsupported).
 func (b *Bridges) Add(ctx context.Context, spec DeviceSpec, pluginName string) error {
 	spec.Points = slices.Clone(spec.Points)
+	spec.Methods = cloneMethods(spec.Methods)
 	if err := spec.validate(); err != nil {
 		return fmt.Errorf("add device %q: %w", spec.ID, err)
 	}
@@ -244,8 +256,9 @@ func (b *Bridges) PluginState(name string, up bool) {
 }
 
 // Desired hands a device its desired.config at twin version version. It
-// returns at once: writable points are written by the device's poller at
-// write priority, and the outcome is reported as reported.config. A
+// returns at once: writable points are written at write priority, by the
+// device's poller or, with Options.SubmitConfig, by whoever that hands
+// the version to, and the outcome is reported as reported.config. A
 // version not newer than the last one seen is ignored (the gateway may
 // repeat it after a reconnect); a newer one supersedes a pending one. See
 // the package comment for the rules.
@@ -254,6 +267,51 @@ func (b *Bridges) Desired(deviceID string, config map[string]any, version int64)
 	if d == nil {
 		return fmt.Errorf("desired config for %s: %w", deviceID, ErrUnknownDevice)
 	}
-	d.desired(config, version)
+	if !d.accept(config, version) {
+		return nil
+	}
+	if err := b.opts.SubmitConfig(deviceID, version, config); err != nil {
+		// Applying late beats never applying: the poller takes it back.
+		d.log.Warn("desired config not handed over; the bridge writes it", "version", version, "error", err)
+		d.takeBack(version)
+	}
 	return nil
+}
+
+// ApplyConfig writes version of a device's desired.config now, in the
+// caller's goroutine, bounded by ctx and Options.CallTimeout, at write
+// priority on its bus, and reports reported.config as the poller would:
+// it is how an Options.SubmitConfig caller runs what it was handed.
+// config is the document given to SubmitConfig: a bridge that has not
+// seen version (the gateway restarted meanwhile) plans it first, as
+// Desired would. It returns
+//
+//   - Status applied or rejected (with Errors) when the plan or the
+//     device settled it; again for a version already settled;
+//   - Status superseded when a newer version was seen before or while
+//     writing: nothing more to do, the newer one is applied on its own;
+//   - an error wrapping ErrTransient (and ErrNotSent when nothing reached
+//     the device) and the cause when a later attempt may succeed:
+//     reported.config stays pending with the errors;
+//   - an error wrapping ErrUnknownDevice, or ctx's cause, with nothing
+//     reported.
+func (b *Bridges) ApplyConfig(ctx context.Context, deviceID string, version int64, config map[string]any) (ConfigResult, error) {
+	d := b.device(deviceID)
+	if d == nil {
+		return ConfigResult{}, fmt.Errorf("apply desired config v%d to %s: %w", version, deviceID, ErrUnknownDevice)
+	}
+	return d.applyConfig(ctx, version, config)
+}
+
+// cloneMethods copies custom methods, so a caller's later changes do not
+// reach a running bridge.
+func cloneMethods(ms map[string]MethodSpec) map[string]MethodSpec {
+	if ms == nil {
+		return nil
+	}
+	out := make(map[string]MethodSpec, len(ms))
+	for name, m := range ms {
+		out[name] = MethodSpec{Points: maps.Clone(m.Points), Disruptive: m.Disruptive}
+	}
+	return out
 }

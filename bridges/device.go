@@ -54,6 +54,7 @@ type device struct {
 	identity     map[string]any // last reported.device
 	conn         connection
 	cfg          desiredState
+	refresh      []string // points to poll soon (written by ApplyConfig)
 	mgmt         *manageOp
 	stats        DeviceStats
 }
@@ -135,7 +136,7 @@ func (d *device) setConnLocked(state, errMsg string, now time.Time) map[string]a
 		if d.identity == nil {
 			d.needIdentify = true // it was silent at start: identify it now
 		}
-		if d.cfg.pending {
+		if d.cfg.selfApply() {
 			d.cfg.retryAt = time.Time{} // it is back: retry the config now
 		}
 	default:
@@ -197,9 +198,13 @@ func (d *device) nextAction(now time.Time) (action, time.Time) {
 	if d.resume {
 		d.resume = false
 		d.plan.expedite(nil, now)
-		if d.cfg.pending {
+		if d.cfg.selfApply() {
 			d.cfg.retryAt = time.Time{}
 		}
+	}
+	if len(d.refresh) > 0 {
+		d.plan.expedite(d.refresh, now)
+		d.refresh = nil
 	}
 	if m := d.mgmt; m != nil && m.watching {
 		if !now.Before(m.probeAt) {
@@ -207,7 +212,7 @@ func (d *device) nextAction(now time.Time) (action, time.Time) {
 		}
 		return actWait, m.probeAt
 	}
-	if d.cfg.pending && !now.Before(d.cfg.retryAt) {
+	if d.cfg.selfApply() && !now.Before(d.cfg.retryAt) {
 		return actDesired, time.Time{}
 	}
 	if d.needIdentify && !d.noIdentify && d.can(plugins.CapIdentify) {
@@ -217,7 +222,7 @@ func (d *device) nextAction(now time.Time) (action, time.Time) {
 	if !next.IsZero() && !now.Before(next) {
 		return actPoll, time.Time{}
 	}
-	if d.cfg.pending && (next.IsZero() || d.cfg.retryAt.Before(next)) {
+	if d.cfg.selfApply() && (next.IsZero() || d.cfg.retryAt.Before(next)) {
 		next = d.cfg.retryAt
 	}
 	return actWait, next

@@ -10,9 +10,10 @@
 // after all of them stopped. Every bus has one bus.Scheduler: all plugin
 // calls for devices of that bus (polls, config writes, methods) are bus
 // transactions, run one at a time, commands before writes before polls.
-// Desired, Invoke, PluginState, Add, Remove and Stats are safe to call from
-// any goroutine, before or during Run; Invoke runs its plugin calls in the
-// caller's goroutine (bounded by its ctx and Options.CallTimeout). Sink
+// Desired, ApplyConfig, Invoke, Check, PluginState, Add, Remove and Stats
+// are safe to call from any goroutine, before or during Run; Invoke and
+// ApplyConfig run their plugin calls in the caller's goroutine (bounded by
+// its ctx and Options.CallTimeout). Sink
 // calls for one device are serialised and ordered (see Sink).
 //
 // # Polling
@@ -36,16 +37,23 @@
 // point with a bool, number or string value; null values are skipped. Any
 // unknown or non-writable key or unusable value rejects the whole version
 // and nothing is written. Otherwise reported.config.status is "pending"
-// and the poller writes all values in one plugins.Write at write priority;
-// then "applied", or "rejected" with errors {point: message} for the points
+// and all values are written in one plugins.Write at write priority; then
+// "applied", or "rejected" with errors {point: message} for the points
 // the plugin refused (the others were written). A transient failure (no
 // answer, back-off, plugin or bus unavailable, busy) keeps "pending" with
-// the errors and retries after Options.DesiredRetry, or as soon as the
-// device answers a poll again. A version not newer than the last seen is a
-// no-op; a newer version supersedes a pending one (a write already on the
-// bus finishes, its outcome is dropped). Numbers: JSON text with '.', 'e'
-// or 'E' is sent as a Float, other integers as Int (float64 values: Int
-// when integral); matching the point's declared type is the plugin's job.
+// the errors. A version not newer than the last seen is a no-op; a newer
+// version supersedes a pending one (a write already on the bus finishes,
+// its outcome is dropped). Numbers: JSON text with '.', 'e' or 'E' is
+// sent as a Float, other integers as Int (float64 values: Int when
+// integral); matching the point's declared type is the plugin's job.
+//
+// Who writes, and when: by default the device's poller, at once, retrying
+// a transient failure after Options.DesiredRetry or as soon as the device
+// answers a poll again. With Options.SubmitConfig the bridge hands every
+// pending version over instead (the gateway makes it a durable job) and
+// writes it only when asked, through ApplyConfig, which returns the
+// outcome to the caller (applied, rejected, superseded, or a transient
+// error to retry later) and reports reported.config the same way.
 //
 // # Methods
 //
@@ -55,6 +63,13 @@
 //	identify      none | {}                     {"manufacturer", "model", "serial", "firmwareVersion", "extra"}
 //	reboot        {"force": bool} | none        {"status": "rebooting"}
 //	factoryReset  {"force": bool} | none        {"status": "resetting"}
+//	<custom>      {"force": bool} | none        as write
+//
+// A custom method (DeviceSpec.Methods) writes its fixed point values in
+// one plugin Write at command priority and answers like write; a
+// disruptive one first checks the in-use rule, unless forced. Check
+// validates a call (device, method, payload, capability) without running
+// it, so a caller can refuse garbage before queueing the call.
 //
 // Every failure answers {"error": message}. Statuses:
 //
@@ -65,8 +80,9 @@
 //	404  unknown device, method or point; the plugin lacks the capability
 //	     (CodeUnsupported); plugin CodeNotFound
 //	409  in use: the in-use rule matched (the bridge reads the point first
-//	     unless force) or the plugin said CodeInUse; another reboot or
-//	     factory reset is in progress
+//	     unless force; reboot, factoryReset and disruptive custom methods)
+//	     or the plugin said CodeInUse; another reboot or factory reset is
+//	     in progress
 //	500  anything else, including a write where some point failed (the
 //	     body then also has "results")
 //	503  plugin down, bus or port unavailable, busy, device in back-off

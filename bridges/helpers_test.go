@@ -77,6 +77,32 @@ type fakeClock struct {
 	mu     sync.Mutex
 	now    time.Time
 	timers []*fakeTimer
+	armed  chan struct{} // closed and replaced whenever a timer is armed
+}
+
+// awaitTimer waits until a timer is armed for at: the code under test has
+// reached the wait that at ends, so advancing the clock now cannot race it.
+func (c *fakeClock) awaitTimer(t testing.TB, at time.Time) {
+	t.Helper()
+	deadline := time.NewTimer(10 * time.Second)
+	defer deadline.Stop()
+	for {
+		c.mu.Lock()
+		found := slices.ContainsFunc(c.timers, func(x *fakeTimer) bool { return x.at.Equal(at) })
+		if c.armed == nil {
+			c.armed = make(chan struct{})
+		}
+		armed := c.armed
+		c.mu.Unlock()
+		if found {
+			return
+		}
+		select {
+		case <-armed:
+		case <-deadline.C:
+			t.Fatalf("no timer armed for %v", at)
+		}
+	}
 }
 
 type fakeTimer struct {
@@ -98,6 +124,10 @@ func (c *fakeClock) TimerAt(at time.Time) Timer {
 		return t
 	}
 	c.timers = append(c.timers, t)
+	if c.armed != nil {
+		close(c.armed)
+		c.armed = nil
+	}
 	return t
 }
 

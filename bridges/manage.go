@@ -55,11 +55,9 @@ type manageOp struct {
 // invokeManage runs reboot or factoryReset: the in-use rule (unless
 // forced), the plugin call, then a watch for the device to answer again.
 func (d *device) invokeManage(ctx context.Context, k *manageKind, payload json.RawMessage) (int, any) {
-	var req struct {
-		Force bool `json:"force"`
-	}
-	if err := decodePayload(payload, &req); err != nil {
-		return http.StatusBadRequest, errorBody(`bad payload for %s: %v; want {"force": true|false} or nothing`, k.method, err)
+	force, st, body := parseForce(k.method, payload)
+	if st != 0 {
+		return st, body
 	}
 	if st, body := d.refuse(k.method, k.cap); st != 0 {
 		return st, body
@@ -83,13 +81,13 @@ func (d *device) invokeManage(ctx context.Context, k *manageKind, payload json.R
 		}
 	}()
 
-	if !req.Force && d.spec.InUse != nil {
+	if !force && d.spec.InUse != nil {
 		if st, body := d.checkInUse(ctx, k.method); st != 0 {
 			return st, body
 		}
 	}
 	err := d.call(ctx, bus.PriorityCommand, func(ctx context.Context) error {
-		return k.call(d.plugin, ctx, d.spec.ID, plugins.ManageOptions{Force: req.Force})
+		return k.call(d.plugin, ctx, d.spec.ID, plugins.ManageOptions{Force: force})
 	})
 	if plugins.CodeOf(err) == plugins.CodeInUse {
 		return http.StatusConflict, errorBody("device in use: %v; pass force", err)
@@ -110,7 +108,7 @@ func (d *device) invokeManage(ctx context.Context, k *manageKind, payload json.R
 		return map[string]any{k.section: map[string]any{
 			"status": k.active, k.timeKey: now.UTC().Format(time.RFC3339), "error": nil}}
 	})
-	d.log.Info("management command sent", "method", k.method, "force", req.Force)
+	d.log.Info("management command sent", "method", k.method, "force", force)
 	d.nudge()
 	return http.StatusOK, map[string]any{"status": k.active}
 }

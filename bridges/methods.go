@@ -6,6 +6,7 @@ import (
 	"maps"
 	"net/http"
 	"slices"
+	"strings"
 
 	"github.com/drover-iot/drover/bridges/bus"
 	"github.com/drover-iot/drover/plugins"
@@ -41,15 +42,82 @@ func (b *Bridges) Invoke(ctx context.Context, deviceID, method string, payload j
 	case MethodFactoryReset:
 		return d.invokeManage(ctx, &factoryResetKind, payload)
 	}
-	return http.StatusNotFound, errorBody("unknown method %q: device %s has %s, %s, %s, %s, %s", method, deviceID,
-		MethodRead, MethodWrite, MethodIdentify, MethodReboot, MethodFactoryReset)
+	if m, ok := d.spec.Methods[method]; ok {
+		return d.invokeCustom(ctx, method, m, payload)
+	}
+	return d.unknownMethod(method)
+}
+
+// Check validates a method call as Invoke would, without running it and
+// without a plugin call: the device, the method, the payload (points and
+// values of a write) and the plugin's capability. It returns 0 and nil
+// when Invoke may run the call, else the status and body Invoke would
+// answer. Whether the plugin is up and the device free is not checked:
+// that is for whoever runs the call later to wait for.
+func (b *Bridges) Check(deviceID, method string, payload json.RawMessage) (status int, response any) {
+	d := b.device(deviceID)
+	if d == nil {
+		return http.StatusNotFound, errorBody("unknown device %q", deviceID)
+	}
+	var c plugins.Capability
+	switch method {
+	case MethodRead:
+		c = plugins.CapRead
+		if _, st, body := d.parseRead(payload); st != 0 {
+			return st, body
+		}
+	case MethodWrite:
+		c = plugins.CapWrite
+		if _, st, body := d.parseWrite(payload); st != 0 {
+			return st, body
+		}
+	case MethodIdentify:
+		c = plugins.CapIdentify
+		if err := decodePayload(payload, &struct{}{}); err != nil {
+			return http.StatusBadRequest, errorBody("bad payload for identify: %v; want nothing or {}", err)
+		}
+	case MethodReboot, MethodFactoryReset:
+		k := &rebootKind
+		if method == MethodFactoryReset {
+			k = &factoryResetKind
+		}
+		c = k.cap
+		if _, st, body := parseForce(method, payload); st != 0 {
+			return st, body
+		}
+	default:
+		if _, ok := d.spec.Methods[method]; !ok {
+			return d.unknownMethod(method)
+		}
+		c = plugins.CapWrite
+		if _, st, body := parseForce(method, payload); st != 0 {
+			return st, body
+		}
+	}
+	if !d.can(c) {
+		return d.unsupported(method, c)
+	}
+	return 0, nil
+}
+
+// unsupported answers a method whose plugin lacks capability c.
+func (d *device) unsupported(method string, c plugins.Capability) (int, any) {
+	return http.StatusNotFound, errorBody("method %s: plugin %s does not support %s", method, d.pluginName, c)
+}
+
+// unknownMethod answers a method the device does not have, listing those
+// it has.
+func (d *device) unknownMethod(method string) (int, any) {
+	names := []string{MethodRead, MethodWrite, MethodIdentify, MethodReboot, MethodFactoryReset}
+	names = append(names, slices.Sorted(maps.Keys(d.spec.Methods))...)
+	return http.StatusNotFound, errorBody("unknown method %q: device %s has %s", method, d.spec.ID, strings.Join(names, ", "))
 }
 
 // refuse returns a non-zero status when the device cannot run a method
 // needing capability c now.
 func (d *device) refuse(method string, c plugins.Capability) (int, any) {
 	if !d.can(c) {
-		return http.StatusNotFound, errorBody("method %s: plugin %s does not support %s", method, d.pluginName, c)
+		return d.unsupported(method, c)
 	}
 	d.mu.Lock()
 	down := d.pluginDown
@@ -60,23 +128,32 @@ func (d *device) refuse(method string, c plugins.Capability) (int, any) {
 	return 0, nil
 }
 
-func (d *device) invokeRead(ctx context.Context, payload json.RawMessage) (int, any) {
+// parseRead decodes a read payload into point names (all when none).
+func (d *device) parseRead(payload json.RawMessage) ([]string, int, any) {
 	var req struct {
 		Points []string `json:"points"`
 	}
 	if err := decodePayload(payload, &req); err != nil {
-		return http.StatusBadRequest, errorBody(`bad payload for read: %v; want {"points": ["name", ...]} or nothing for all points`, err)
+		return nil, http.StatusBadRequest, errorBody(`bad payload for read: %v; want {"points": ["name", ...]} or nothing for all points`, err)
 	}
 	names := slices.Compact(slices.Clone(req.Points))
 	for _, n := range names {
 		if _, ok := d.points[n]; !ok {
-			return http.StatusNotFound, errorBody("unknown point %q", n)
+			return nil, http.StatusNotFound, errorBody("unknown point %q", n)
 		}
 	}
 	if len(names) == 0 {
 		for _, p := range d.spec.Points {
 			names = append(names, p.Name)
 		}
+	}
+	return names, 0, nil
+}
+
+func (d *device) invokeRead(ctx context.Context, payload json.RawMessage) (int, any) {
+	names, st, body := d.parseRead(payload)
+	if st != 0 {
+		return st, body
 	}
 	if st, body := d.refuse(MethodRead, plugins.CapRead); st != 0 {
 		return st, body
@@ -111,41 +188,89 @@ func (d *device) invokeRead(ctx context.Context, payload json.RawMessage) (int, 
 	if len(vals) > 0 && timeouts == len(vals) {
 		return http.StatusGatewayTimeout, map[string]any{"error": "read: device did not answer", "errors": errs}
 	}
-	body := map[string]any{"values": values}
+	out := map[string]any{"values": values}
 	if len(errs) > 0 {
-		body["errors"] = errs
+		out["errors"] = errs
 	}
-	return http.StatusOK, body
+	return http.StatusOK, out
 }
 
-func (d *device) invokeWrite(ctx context.Context, payload json.RawMessage) (int, any) {
+// parseWrite decodes a write payload {"point": value, ...} into writes in
+// point-name order.
+func (d *device) parseWrite(payload json.RawMessage) ([]plugins.PointWrite, int, any) {
 	var req map[string]any
 	if err := decodePayload(payload, &req); err != nil {
-		return http.StatusBadRequest, errorBody(`bad payload for write: %v; want {"point": value, ...}`, err)
+		return nil, http.StatusBadRequest, errorBody(`bad payload for write: %v; want {"point": value, ...}`, err)
 	}
 	if len(req) == 0 {
-		return http.StatusBadRequest, errorBody(`bad payload for write: no points; want {"point": value, ...}`)
+		return nil, http.StatusBadRequest, errorBody(`bad payload for write: no points; want {"point": value, ...}`)
 	}
 	names := slices.Sorted(maps.Keys(req))
 	for _, n := range names {
 		if _, ok := d.points[n]; !ok {
-			return http.StatusNotFound, errorBody("unknown point %q", n)
+			return nil, http.StatusNotFound, errorBody("unknown point %q", n)
 		}
 	}
 	writes := make([]plugins.PointWrite, 0, len(names))
 	for _, n := range names {
 		if !d.points[n].Writable {
-			return http.StatusBadRequest, errorBody("point %q is not writable", n)
+			return nil, http.StatusBadRequest, errorBody("point %q is not writable", n)
 		}
 		v, err := valueFromJSON(req[n])
 		if err != nil {
-			return http.StatusBadRequest, errorBody("point %q: %v", n, err)
+			return nil, http.StatusBadRequest, errorBody("point %q: %v", n, err)
 		}
 		writes = append(writes, plugins.PointWrite{Point: n, Value: v})
+	}
+	return writes, 0, nil
+}
+
+// parseForce decodes the payload of a method taking {"force": bool} or
+// nothing.
+func parseForce(method string, payload json.RawMessage) (bool, int, any) {
+	var req struct {
+		Force bool `json:"force"`
+	}
+	if err := decodePayload(payload, &req); err != nil {
+		return false, http.StatusBadRequest, errorBody(`bad payload for %s: %v; want {"force": true|false} or nothing`, method, err)
+	}
+	return req.Force, 0, nil
+}
+
+func (d *device) invokeWrite(ctx context.Context, payload json.RawMessage) (int, any) {
+	writes, st, body := d.parseWrite(payload)
+	if st != 0 {
+		return st, body
 	}
 	if st, body := d.refuse(MethodWrite, plugins.CapWrite); st != 0 {
 		return st, body
 	}
+	return d.writePoints(ctx, MethodWrite, writes)
+}
+
+// invokeCustom runs a custom method: the in-use rule when it is
+// disruptive (unless forced), then its writes in one plugin Write.
+func (d *device) invokeCustom(ctx context.Context, method string, m MethodSpec, payload json.RawMessage) (int, any) {
+	force, st, body := parseForce(method, payload)
+	if st != 0 {
+		return st, body
+	}
+	if st, body := d.refuse(method, plugins.CapWrite); st != 0 {
+		return st, body
+	}
+	if m.Disruptive && !force && d.spec.InUse != nil {
+		if st, body := d.checkInUse(ctx, method); st != 0 {
+			return st, body
+		}
+	}
+	st, resp := d.writePoints(ctx, method, m.writes())
+	d.log.Info("custom method run", "method", method, "force", force, "status", st)
+	return st, resp
+}
+
+// writePoints runs writes at command priority and answers with the
+// per-point results; 500 when some point was not written.
+func (d *device) writePoints(ctx context.Context, method string, writes []plugins.PointWrite) (int, any) {
 	var results []plugins.WriteResult
 	err := d.call(ctx, bus.PriorityCommand, func(ctx context.Context) error {
 		var err error
@@ -153,7 +278,7 @@ func (d *device) invokeWrite(ctx context.Context, payload json.RawMessage) (int,
 		return err
 	})
 	if err != nil {
-		return statusOf(err), errorBody("write: %v", err)
+		return statusOf(err), errorBody("%s: %v", method, err)
 	}
 	out := make(map[string]any, len(writes))
 	failed := false
@@ -177,7 +302,7 @@ func (d *device) invokeWrite(ctx context.Context, payload json.RawMessage) (int,
 		}
 	}
 	if failed {
-		return http.StatusInternalServerError, map[string]any{"error": "write: some points were not written", "results": out}
+		return http.StatusInternalServerError, map[string]any{"error": method + ": some points were not written", "results": out}
 	}
 	return http.StatusOK, map[string]any{"results": out}
 }

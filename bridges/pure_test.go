@@ -213,6 +213,21 @@ func TestAddRejectsBadSpecs(t *testing.T) {
 		{"negative deadband", func(s *DeviceSpec) { s.Points[0].Deadband = -1 }, "fake", "deadband"},
 		{"in-use unknown point", func(s *DeviceSpec) { s.InUse = &InUseRule{Point: "running", Equals: true} }, "fake", `point "running"`},
 		{"in-use object value", func(s *DeviceSpec) { s.InUse = &InUseRule{Point: "t", Equals: map[string]any{}} }, "fake", "equals"},
+		{"method on an unknown point", func(s *DeviceSpec) {
+			s.Methods = map[string]MethodSpec{"zero": {Points: map[string]any{"x": 0}}}
+		}, "fake", `methods: zero: point "x" is not a point of the device`},
+		{"method on a read-only point", func(s *DeviceSpec) {
+			s.Methods = map[string]MethodSpec{"zero": {Points: map[string]any{"t": 0}}}
+		}, "fake", `methods: zero: point "t" is not writable`},
+		{"method with an object value", func(s *DeviceSpec) {
+			s.Points[0].Writable = true
+			s.Methods = map[string]MethodSpec{"zero": {Points: map[string]any{"t": []any{1}}}}
+		}, "fake", `methods: zero: point "t": want a number, bool or string, got an array`},
+		{"method writing nothing", func(s *DeviceSpec) { s.Methods = map[string]MethodSpec{"noop": {}} }, "fake", "noop writes no points"},
+		{"method named like a built-in", func(s *DeviceSpec) {
+			s.Points[0].Writable = true
+			s.Methods = map[string]MethodSpec{"reboot": {Points: map[string]any{"t": 1}}}
+		}, "fake", "reboot is a built-in method"},
 		{"unknown plugin", func(*DeviceSpec) {}, "nope", `no plugin "nope"`},
 	}
 	for _, tt := range tests {

@@ -57,9 +57,11 @@ byte orders); --plugins none skips them.`,
 			var validators map[string]config.PluginValidator
 			dir, explicit := pluginsDir, cmd.Flags().Changed("plugins")
 			if !explicit {
-				dir = config.PluginsDirOf(args[0])
-				if !hasPlugins(dir) {
+				dir = config.PluginsDirOf(args[0]) // "" when the file cannot be read: that error says enough
+				if dir != "" && !hasPlugins(dir) {
 					fmt.Fprintf(t.stderr, "drover: note: no %s* in %q: plugin keys (bus settings, points) not checked; use --plugins DIR\n", host.ExecutablePrefix, dir)
+				}
+				if !hasPlugins(dir) {
 					dir = ""
 				}
 			}

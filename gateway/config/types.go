@@ -147,8 +147,9 @@ type Firmware struct {
 // (KB, MB, GB = powers of 1000; KiB, MiB, GiB = powers of 1024).
 type Size int64
 
-// Profile describes one device model. The generic keys are checked here;
-// protocol keys (Modbus table, address, byte_order, quirks contents) are the
+// Profile describes one device model. The generic keys are checked here,
+// custom methods included; protocol keys (Modbus table, address,
+// byte_order, the reboot and factoryReset actions, quirks contents) are the
 // plugin's and kept in Extra, Point.Extra, Methods, Identify and Quirks.
 type Profile struct {
 	source
@@ -156,7 +157,7 @@ type Profile struct {
 	Plugin      string         `yaml:"plugin"`
 	Description string         `yaml:"description"`
 	Points      []Point        `yaml:"points"`
-	Methods     map[string]any `yaml:"methods"`  // method name -> plugin-defined action
+	Methods     map[string]any `yaml:"methods"`  // method name -> plugin action (reboot, factoryReset) or custom method (see CustomMethods)
 	InUse       *InUse         `yaml:"in_use"`   // when disruptive work must wait
 	Identify    map[string]any `yaml:"identify"` // plugin-defined identification
 	Quirks      map[string]any `yaml:"quirks"`   // plugin-defined workarounds

@@ -561,7 +561,8 @@ func sortedProfileNames(m map[string]*Profile) []string {
 }
 
 // validate checks the generic part of a profile: names, types, poll,
-// deadband, methods and the in-use rule. Protocol keys are the plugin's.
+// deadband, methods (all of a custom method) and the in-use rule.
+// Protocol keys are the plugin's.
 func (p *Profile) validate(ps *problems) {
 	at := func(k string) pos { return p.at("", k) }
 	if msg := checkName("profile name", p.Name); msg != "" {
@@ -599,15 +600,7 @@ func (p *Profile) validate(ps *problems) {
 			ps.add(pat("deadband"), "a deadband needs a numeric point, not %s", pt.Type)
 		}
 	}
-	for _, name := range sortedKeys(p.Methods) {
-		mat := p.at("", joinPath("methods", name))
-		if name == "" || strings.ContainsAny(name, "/+# \t") {
-			ps.add(mat, "method name %q cannot contain '/', '+', '#' or spaces (it is part of an MQTT topic)", name)
-		}
-		if _, ok := p.Methods[name].(map[string]any); !ok {
-			ps.add(mat, "want a mapping describing the action (its keys are the plugin's)")
-		}
-	}
+	p.validateMethods(ps, names, pointNames)
 	if u := p.InUse; u != nil {
 		uat := func(k string) pos { return u.at("in_use", k) }
 		pt := names[u.Point]

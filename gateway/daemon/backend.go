@@ -15,7 +15,8 @@ import (
 
 // backend serves the technician's local API from the running gateway. Reads,
 // writes and methods go through the bridges, so they take their turn on the
-// bus at command priority like any operator command.
+// bus at command priority like any operator command; writes and device
+// actions are jobs like the hub's (see jobs.go).
 type backend struct{ d *Daemon }
 
 var _ localapi.Backend = backend{}
@@ -96,7 +97,10 @@ func (b backend) Twin(ctx context.Context, id string) (map[string]any, error) {
 	return nil, plugins.Errorf(plugins.CodeNotFound, "unknown device %q", id)
 }
 
-// invoke runs a bridge method and turns a non-2xx answer into a coded error.
+// invoke runs a device method the way the technician's API asks it (read
+// inline, write as a job) and turns an answer other than 200 into a coded
+// error. A write whose job did not end in time (202) is CodeBusy: it is
+// queued, and the message says which job to look at.
 func (b backend) invoke(ctx context.Context, id, method string, payload any) (map[string]any, error) {
 	if b.d.childLink(id) == nil {
 		return nil, plugins.Errorf(plugins.CodeNotFound, "unknown device %q", id)
@@ -105,8 +109,12 @@ func (b backend) invoke(ctx context.Context, id, method string, payload any) (ma
 	if err != nil {
 		return nil, plugins.Errorf(plugins.CodeInvalid, "encode %s request: %v", method, err)
 	}
-	status, resp := b.d.bridges.Invoke(ctx, id, method, raw)
+	status, resp := b.d.deviceMethod(ctx, id, method, raw, jobs.SourceTechnician)
 	body, _ := resp.(map[string]any)
+	if status == http.StatusAccepted {
+		reason, _ := body["reason"].(string)
+		return body, plugins.Errorf(plugins.CodeBusy, "%s %s queued as job %v (%v %s); see `drover jobs`", method, id, body["jobId"], body["state"], reason)
+	}
 	if status >= 200 && status < 300 {
 		return body, nil
 	}
@@ -206,11 +214,7 @@ func (b backend) Invoke(ctx context.Context, id, method string, payload json.Raw
 	if b.d.childLink(id) == nil {
 		return 0, nil, plugins.Errorf(plugins.CodeNotFound, "unknown device %q", id)
 	}
-	if b.d.jobs != nil && (method == jobs.KindReboot || method == jobs.KindFactoryReset) {
-		st, resp := b.d.submitDeviceJob(ctx, id, method, payload, jobs.SourceTechnician)
-		return st, resp, nil
-	}
-	st, resp := b.d.bridges.Invoke(ctx, id, method, payload)
+	st, resp := b.d.deviceMethod(ctx, id, method, payload, jobs.SourceTechnician)
 	return st, resp, nil
 }
 
@@ -235,7 +239,7 @@ func (b backend) Scan(ctx context.Context, busName string, from, to int, force b
 	if from == 0 && to == 0 {
 		from, to = 1, 247
 	}
-	p, err := d.host.Plugin(bus.Plugin)
+	p, err := d.plugin(bus.Plugin)
 	if err != nil {
 		return err
 	}

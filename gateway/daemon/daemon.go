@@ -53,6 +53,7 @@ type Daemon struct {
 	base *config.Config // the technician's file
 
 	host    *host.Host
+	plugin  func(name string) (plugins.Plugin, error) // a plugin by name: the host's handle
 	bridges *bridges.Bridges
 	api     *localapi.Server
 	uplinks *upstream.Group // every identity's client: the first back after an outage wakes the rest
@@ -81,6 +82,9 @@ type Daemon struct {
 	// gwWindows are the gateway-wide maintenance windows from the gateway's
 	// desired.maintenance; nil when it sets none (YAML applies).
 	gwWindows []config.Window
+
+	tuneJobs   func(*jobs.Options)                   // test hook: adjusts the job queue's options
+	reportHook func(id string, patch map[string]any) // test hook: sees every bridge report
 }
 
 type child struct {
@@ -190,25 +194,42 @@ func (d *Daemon) Run(ctx context.Context) error {
 		return fmt.Errorf("plugin host: %w", err)
 	}
 	d.host = h
-	d.bridges = bridges.New(bridges.Options{
-		Plugins: func(name string) (plugins.Plugin, error) { return h.Plugin(name) },
-		Sink:    sink{d}, Logger: d.log.With("component", "bridges"), DefaultPoll: config.DefaultPoll,
-	})
+	d.plugin = func(name string) (plugins.Plugin, error) { return h.Plugin(name) }
+	d.bridges = bridges.New(d.bridgeOptions(d.plugin))
 	h.OnState(func(ev host.Event) {
 		d.log.Info("plugin state", "plugin", ev.Plugin, "state", ev.State.String(), "error", ev.Err)
-		d.bridges.PluginState(ev.Plugin, ev.State == host.StateUp)
+		// Once the gateway stops, plugins stop because of it: that says
+		// nothing about the devices, and a "plugin-down" reported now would
+		// sit in the outbox and reach the hub stale after the next start.
+		if up, ok := pluginUp(ev.State); ok && ctx.Err() == nil {
+			d.bridges.PluginState(ev.Plugin, up)
+		}
 	})
 	d.runCtx = ctx
 	errs := make(chan error, 8)
-	d.wg.Add(2)
-	go func() { defer d.wg.Done(); errs <- wrap("plugin host", h.Run(ctx)) }()
+	// The plugin host outlives everything that calls plugins (bridges, jobs,
+	// methods): it stops last, after they all returned.
+	hostCtx, stopHost := context.WithCancel(context.WithoutCancel(ctx))
+	hostDone := make(chan struct{})
+	go func() { defer close(hostDone); errs <- wrap("plugin host", h.Run(hostCtx)) }()
+	d.wg.Add(1)
 	go func() { defer d.wg.Done(); errs <- wrap("bridges", d.bridges.Run(ctx)) }()
-	defer func() { cancel(); d.wg.Wait() }()
+	defer func() {
+		cancel()
+		d.wg.Wait()
+		stopHost()
+		<-hostDone
+	}()
 
 	if err := d.waitPlugins(ctx, cfg); err != nil {
 		return err
 	}
 	if err := d.validateWithPlugins(ctx, cfg); err != nil {
+		return err
+	}
+	// The queue takes jobs before it runs: a device's desired config may
+	// arrive (and become a job) as soon as the device is added.
+	if err := d.openJobs(ctx); err != nil {
 		return err
 	}
 
@@ -223,9 +244,6 @@ func (d *Daemon) Run(ctx context.Context) error {
 		}
 	}
 
-	if err := d.openJobs(ctx); err != nil {
-		return err
-	}
 	d.wg.Add(1)
 	go func() { defer d.wg.Done(); errs <- wrap("job queue", d.jobs.Run(ctx)) }()
 
@@ -323,7 +341,7 @@ func (d *Daemon) waitPlugins(ctx context.Context, cfg *config.Config) error {
 func (d *Daemon) validators(cfg *config.Config) map[string]config.PluginValidator {
 	v := map[string]config.PluginValidator{}
 	for _, name := range d.pluginNames(cfg) {
-		if p, err := d.host.Plugin(name); err == nil {
+		if p, err := d.plugin(name); err == nil {
 			v[name] = p
 		}
 	}
@@ -353,7 +371,7 @@ func (d *Daemon) newClient(id, key string, l *link) (*upstream.Client, error) {
 }
 
 func (d *Daemon) openBus(ctx context.Context, b *config.Bus) error {
-	p, err := d.host.Plugin(b.Plugin)
+	p, err := d.plugin(b.Plugin)
 	if err != nil {
 		return err
 	}
@@ -365,7 +383,7 @@ func (d *Daemon) openBus(ctx context.Context, b *config.Bus) error {
 }
 
 func (d *Daemon) closeBus(ctx context.Context, b *config.Bus) {
-	if p, err := d.host.Plugin(b.Plugin); err == nil {
+	if p, err := d.plugin(b.Plugin); err == nil {
 		if err := p.CloseBus(ctx, b.Name); err != nil {
 			d.log.Warn("close bus", "bus", b.Name, "error", err)
 		}
@@ -378,7 +396,7 @@ func (d *Daemon) addDevice(ctx context.Context, cfg *config.Config, dev *config.
 	if bus == nil {
 		return fmt.Errorf("device %s: unknown bus %s", dev.ID, dev.Bus)
 	}
-	p, err := d.host.Plugin(bus.Plugin)
+	p, err := d.plugin(bus.Plugin)
 	if err != nil {
 		return err
 	}
@@ -391,36 +409,9 @@ func (d *Daemon) addDevice(ctx context.Context, cfg *config.Config, dev *config.
 	}
 	l := d.newLink(dev.ID)
 	id := dev.ID
-	l.onDesired = func(desired map[string]any, version int64) {
-		cfgDoc, _ := desired["config"].(map[string]any)
-		if cfgDoc == nil {
-			cfgDoc = map[string]any{}
-		}
-		if err := d.bridges.Desired(id, cfgDoc, version); err != nil {
-			d.log.Warn("apply desired", "device", id, "error", err)
-		}
-		if d.jobs != nil {
-			// desired.maintenance gives the device its own windows for disruptive jobs.
-			var ws []config.Window
-			if m, ok := desired["maintenance"]; ok {
-				raw, _ := json.Marshal(m)
-				var err error
-				if ws, err = jobs.ParseMaintenance(raw); err != nil {
-					d.log.Warn("desired.maintenance rejected", "device", id, "error", err)
-					l.Report(map[string]any{"maintenance": map[string]any{"status": "rejected", "error": err.Error()}})
-					return
-				}
-			}
-			if err := d.jobs.SetWindows(id, ws); err != nil {
-				d.log.Warn("set maintenance windows", "device", id, "error", err)
-			}
-		}
-	}
+	l.onDesired = func(desired map[string]any, version int64) { d.deviceDesired(id, l, desired, version) }
 	l.onMethod = func(ctx context.Context, name string, payload json.RawMessage) (int, any) {
-		if d.jobs != nil && (name == jobs.KindReboot || name == jobs.KindFactoryReset) {
-			return d.submitDeviceJob(ctx, id, name, payload, jobs.SourceHubMethod)
-		}
-		return d.bridges.Invoke(ctx, id, name, payload)
+		return d.deviceMethod(ctx, id, name, payload, jobs.SourceHubMethod)
 	}
 	if d.childrenKey != "" {
 		key, err := sas.DeriveKey(d.childrenKey, dev.ID)
@@ -449,7 +440,7 @@ func (d *Daemon) addDevice(ctx context.Context, cfg *config.Config, dev *config.
 func (d *Daemon) removeDevice(ctx context.Context, cfg *config.Config, dev *config.Device) {
 	d.bridges.Remove(dev.ID)
 	if bus := cfg.Bus(dev.Bus); bus != nil {
-		if p, err := d.host.Plugin(bus.Plugin); err == nil {
+		if p, err := d.plugin(bus.Plugin); err == nil {
 			if err := p.Detach(ctx, dev.ID); err != nil {
 				d.log.Warn("detach", "device", dev.ID, "error", err)
 			}
@@ -504,13 +495,74 @@ func specFor(cfg *config.Config, dev *config.Device) bridges.DeviceSpec {
 	if prof.InUse != nil {
 		spec.InUse = &bridges.InUseRule{Point: prof.InUse.Point, Equals: prof.InUse.Equals}
 	}
+	for name, m := range prof.CustomMethods() {
+		if spec.Methods == nil {
+			spec.Methods = map[string]bridges.MethodSpec{}
+		}
+		spec.Methods[name] = bridges.MethodSpec{Points: m.Points, Disruptive: m.Disruptive}
+	}
 	return spec
+}
+
+// deviceDesired hands a device's desired properties on: desired.config to
+// its bridge (which hands versions with writes back as config jobs) and
+// desired.maintenance to the job queue as the device's own windows.
+func (d *Daemon) deviceDesired(id string, l *link, desired map[string]any, version int64) {
+	cfgDoc, _ := desired["config"].(map[string]any)
+	if cfgDoc == nil {
+		cfgDoc = map[string]any{}
+	}
+	if err := d.bridges.Desired(id, cfgDoc, version); err != nil {
+		d.log.Warn("apply desired", "device", id, "error", err)
+	}
+	if d.jobs == nil {
+		return
+	}
+	var ws []config.Window
+	if m, ok := desired["maintenance"]; ok {
+		raw, _ := json.Marshal(m)
+		var err error
+		if ws, err = jobs.ParseMaintenance(raw); err != nil {
+			d.log.Warn("desired.maintenance rejected", "device", id, "error", err)
+			l.Report(map[string]any{"maintenance": map[string]any{"status": "rejected", "error": err.Error()}})
+			return
+		}
+	}
+	if err := d.jobs.SetWindows(id, ws); err != nil {
+		d.log.Warn("set maintenance windows", "device", id, "error", err)
+	}
+}
+
+// bridgeOptions are the bridges' options over the plugins resolved by
+// plugin: reports go to the devices' links, desired config versions
+// become jobs.
+func (d *Daemon) bridgeOptions(plugin func(string) (plugins.Plugin, error)) bridges.Options {
+	return bridges.Options{
+		Plugins: plugin, Sink: sink{d}, Logger: d.log.With("component", "bridges"), DefaultPoll: config.DefaultPoll,
+		SubmitConfig: d.submitConfig,
+	}
+}
+
+// pluginUp maps a plugin state to what the bridges are told: up, down, or
+// nothing (ok false). Starting follows a down already told (or precedes
+// the first attach); stopped means the gateway is stopping it.
+func pluginUp(s host.State) (up, ok bool) {
+	switch s {
+	case host.StateUp:
+		return true, true
+	case host.StateDown:
+		return false, true
+	}
+	return false, false
 }
 
 // sink routes what the bridges learn to each device's upstream link.
 type sink struct{ d *Daemon }
 
 func (s sink) Reported(id string, patch map[string]any) {
+	if h := s.d.reportHook; h != nil {
+		h(id, patch)
+	}
 	if c, ok := patch["connection"].(map[string]any); ok {
 		s.d.mu.Lock()
 		st := s.d.devState[id]
@@ -520,6 +572,9 @@ func (s sink) Reported(id string, patch map[string]any) {
 		}
 		mergeInto(st, c)
 		s.d.mu.Unlock()
+		if c["state"] == bridges.StateOnline && s.d.jobs != nil {
+			s.d.jobs.Poke() // jobs waiting for the device may run now
+		}
 	}
 	if l := s.d.childLink(id); l != nil {
 		l.Report(patch)

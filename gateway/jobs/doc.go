@@ -1,6 +1,6 @@
 // Package jobs is the gateway's durable local job queue: every action on a
-// field device (a config write, reboot, factory reset, firmware flash or
-// custom method) is a row in the gateway's SQLite database (tables
+// field device (a desired config version, a write, reboot, factory reset,
+// firmware flash or custom method) is a row in the gateway's SQLite database (tables
 // jobs_*), run by a scheduler that respects maintenance windows, the
 // device's in-use rule, one job per device and one job per serial bus, and
 // that never repeats a reboot or reset blindly after a crash.
@@ -50,12 +50,14 @@
 // becomes "interrupted": the executor's Verifier checks the device, and
 // the job ends succeeded (reason "verified") when the change is there, or
 // failed ("interrupted; device state verified: not applied") when it is
-// not; the queue never runs it again. A job stopped by a clean shutdown is
-// treated the same way at the next Run.
+// not, or at once when the Verifier says its kind cannot be checked
+// (ErrUnverifiable); the queue never runs it again. A job stopped by a
+// clean shutdown is treated the same way at the next Run.
 //
 // # Notifications
 //
 // Subscribe delivers every stored change (latest state per job, in commit
 // order) from a goroutine owned by Run, so the gateway can mirror progress
-// into reported properties.
+// into reported properties. Await lets a caller wait for one job to reach
+// a state (a method answering inline when its job ends quickly).
 package jobs

@@ -74,11 +74,12 @@ const (
 
 // Kinds of jobs. A custom method is KindMethodPrefix + its name.
 const (
-	KindConfig       = "config"
-	KindReboot       = "reboot"
-	KindFactoryReset = "factoryReset"
-	KindFirmware     = "firmware"
-	KindMethodPrefix = "method:"
+	KindConfig       = "config"       // a desired.config version written to the device
+	KindWrite        = "write"        // the write method: point values written on request
+	KindReboot       = "reboot"       // reboot method
+	KindFactoryReset = "factoryReset" // factoryReset method
+	KindFirmware     = "firmware"     // firmware flash
+	KindMethodPrefix = "method:"      // a profile's custom method, "method:<name>"
 )
 
 // Limits on what Submit accepts.
@@ -105,6 +106,11 @@ var (
 	ErrInUse   = errors.New("device in use")
 	ErrOffline = errors.New("device offline")
 )
+
+// ErrUnverifiable is returned (wrapped) by a Verifier that cannot tell
+// from the device whether a job of this kind took effect: the interrupted
+// job fails at once, and is not repeated.
+var ErrUnverifiable = errors.New("cannot be verified on the device")
 
 // Job is one action on a field device, as stored.
 type Job struct {
@@ -153,7 +159,7 @@ func (j Job) Method() string {
 
 // Spec is what Submit needs to create a job.
 type Spec struct {
-	Kind    string          // config, reboot, factoryReset, firmware or method:<name>
+	Kind    string          // config, write, reboot, factoryReset, firmware or method:<name>
 	Device  string          // required
 	Bus     string          // the device's bus: jobs on one serial bus run one at a time
 	Payload json.RawMessage // JSON; empty means null
@@ -179,20 +185,23 @@ type Spec struct {
 // disruptiveKinds are always disruptive.
 var disruptiveKinds = map[string]bool{KindReboot: true, KindFactoryReset: true, KindFirmware: true}
 
+// builtinKinds are the kinds besides method:<name>.
+var builtinKinds = map[string]bool{KindConfig: true, KindWrite: true, KindReboot: true, KindFactoryReset: true, KindFirmware: true}
+
 // normalize checks s and fills its defaults; errors wrap ErrInvalid.
 func (s *Spec) normalize(defaultAttempts int) error {
 	bad := func(format string, args ...any) error {
 		return fmt.Errorf("%w: %s", ErrInvalid, fmt.Sprintf(format, args...))
 	}
 	switch {
-	case s.Kind == KindConfig, s.Kind == KindReboot, s.Kind == KindFactoryReset, s.Kind == KindFirmware:
+	case builtinKinds[s.Kind]:
 	case strings.HasPrefix(s.Kind, KindMethodPrefix):
 		name := strings.TrimPrefix(s.Kind, KindMethodPrefix)
 		if name == "" || strings.ContainsFunc(name, badIDRune) {
 			return bad("kind %q: want method:<name> with a non-empty name without spaces or control characters", s.Kind)
 		}
 	default:
-		return bad("unknown kind %q (want config, reboot, factoryReset, firmware or method:<name>)", s.Kind)
+		return bad("unknown kind %q (want config, write, reboot, factoryReset, firmware or method:<name>)", s.Kind)
 	}
 	for _, f := range []struct{ name, v string }{{"kind", s.Kind}, {"device", s.Device}, {"bus", s.Bus}, {"key", s.Key}} {
 		if len(f.v) > MaxIDLen || !utf8.ValidString(f.v) || strings.ContainsFunc(f.v, badIDRune) {

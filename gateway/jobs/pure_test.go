@@ -40,6 +40,11 @@ func TestSpecNormalize(t *testing.T) {
 				t.Errorf("got %+v", s)
 			}
 		}},
+		{"write is not disruptive", Spec{Kind: KindWrite, Device: "d", Source: SourceHubMethod}, "", func(t *testing.T, s Spec) {
+			if s.Disruptive {
+				t.Error("write is disruptive")
+			}
+		}},
 		{"custom method", Spec{Kind: "method:calibrate", Device: "d", Source: SourceHubMethod, Disruptive: true}, "", nil},
 		{"payload whitespace trimmed", Spec{Kind: KindConfig, Device: "d", Payload: json.RawMessage("  {} \n")}, "", func(t *testing.T, s Spec) {
 			if string(s.Payload) != "{}" {

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -18,9 +19,11 @@ import (
 // Executor runs jobs on devices. Execute blocks until the job is done,
 // honours ctx (cancelled on Cancel, on the deadline and at shutdown), and
 // may call progress from any goroutine until it returns. result is stored
-// as JSON. A job with Resumes > 0 is being resumed after a crash (see
-// Resumer). To defer an attempt that did not start, return an error
-// wrapping ErrInUse or ErrOffline.
+// as JSON, also next to an error when the attempt fails for good or waits
+// for a retry (what the device answered, for whoever asked). A job with
+// Resumes > 0 is being resumed after a crash (see Resumer). To defer an
+// attempt that did not start, return an error wrapping ErrInUse or
+// ErrOffline.
 type Executor interface {
 	Execute(ctx context.Context, j Job, progress func(pct int, msg string)) (result any, err error)
 }
@@ -36,8 +39,9 @@ type Resumer interface {
 // whether an interrupted job took effect. done means it did (the job
 // succeeded); !done means it did not (the job fails, and is not repeated);
 // an error means the device could not tell (retried with back-off up to
-// the job's MaxAttempts, then failed). Without a Verifier an interrupted
-// job fails.
+// the job's MaxAttempts, then failed), except ErrUnverifiable: the kind
+// cannot be checked at all, and the job fails at once. Without a Verifier
+// an interrupted job fails.
 type Verifier interface {
 	Verify(ctx context.Context, j Job) (done bool, err error)
 }
@@ -127,6 +131,7 @@ type Queue struct {
 	devWindows map[string][]window
 	subs       map[int]func(Job)
 	nextSub    int
+	awaiters   map[string][]*awaiter // job id -> callers of Await
 	noteOrder  []string
 	noteJobs   map[string]Job
 
@@ -169,7 +174,8 @@ func New(ctx context.Context, db *sql.DB, opts Options) (*Queue, error) {
 		db: db, opts: opts, log: opts.Logger, clock: opts.Clock,
 		runs: map[string]*run{}, devBusy: map[string]string{}, busBusy: map[string]string{},
 		devWindows: map[string][]window{}, subs: map[int]func(Job){}, noteJobs: map[string]Job{},
-		wake: make(chan struct{}, 1), noteWake: make(chan struct{}, 1),
+		awaiters: map[string][]*awaiter{},
+		wake:     make(chan struct{}, 1), noteWake: make(chan struct{}, 1),
 	}, nil
 }
 
@@ -219,8 +225,8 @@ func (q *Queue) Submit(ctx context.Context, s Spec) (Job, error) {
 	var superseded []string
 	if s.Supersede {
 		// A write first, so the transaction never upgrades a read lock.
-		rows, err := tx.QueryContext(ctx, `UPDATE jobs_queue SET state = 'cancelled', reason = '', error = ?, ended = ?, updated = ?
-			WHERE device = ? AND kind = ? AND state IN ('queued','waiting') RETURNING id`,
+		rows, err := tx.QueryContext(ctx, `UPDATE jobs_queue SET state = 'cancelled', reason = '', error = ?, ended = ?, updated = ?,
+			version = version + 1 WHERE device = ? AND kind = ? AND state IN ('queued','waiting') RETURNING id`,
 			"superseded by "+id, nanos(now), nanos(now), s.Device, s.Kind)
 		if err != nil {
 			return Job{}, fmt.Errorf("supersede %s jobs of %s: %w", s.Kind, s.Device, err)
@@ -446,9 +452,11 @@ func (q *Queue) apply(ctx context.Context, id string, c change) (Job, bool, erro
 	return j, true, nil
 }
 
-// publish queues j for the subscribers; called under wmu.
+// publish queues j for the subscribers and hands it to the callers of
+// Await waiting for it; called under wmu.
 func (q *Queue) publish(j Job) {
 	q.mu.Lock()
+	q.wakeAwaitersLocked(j)
 	if len(q.subs) == 0 {
 		q.mu.Unlock()
 		return
@@ -495,5 +503,77 @@ func (q *Queue) notify(stop <-chan struct{}) {
 			deliver()
 			return
 		}
+	}
+}
+
+// awaiter is one caller of Await.
+type awaiter struct {
+	done  func(Job) bool
+	ch    chan Job // receives the job once done holds (cap 1)
+	last  Job      // the job as last stored, under Queue.mu
+	seen  bool     // last is set, under Queue.mu
+	fired bool     // under Queue.mu
+}
+
+// Await blocks until done holds for job id as stored: it is checked on the
+// stored job now and on every later stored change (in commit order), and
+// the job satisfying it is returned. When ctx ends first, Await returns the
+// job as last stored and ctx's error; an unknown id is ErrNotFound. It
+// works whether or not Run is running. done is called with the queue's
+// lock held: it must be quick and must not call the Queue.
+func (q *Queue) Await(ctx context.Context, id string, done func(Job) bool) (Job, error) {
+	w := &awaiter{done: done, ch: make(chan Job, 1)}
+	q.mu.Lock()
+	q.awaiters[id] = append(q.awaiters[id], w)
+	q.mu.Unlock()
+	defer q.dropAwaiter(id, w)
+	// Registered before the read: a change committed after the read
+	// reaches w through publish, one committed before is in the read.
+	j, err := dbGet(ctx, q.db, id)
+	if err != nil {
+		return Job{}, fmt.Errorf("await job %s: %w", id, err)
+	}
+	q.mu.Lock()
+	if !w.seen || w.last.Version < j.Version {
+		w.last, w.seen = j, true
+	}
+	cur := w.last
+	q.mu.Unlock()
+	if done(cur) {
+		return cur, nil
+	}
+	select {
+	case j := <-w.ch:
+		return j, nil
+	case <-ctx.Done():
+		q.mu.Lock()
+		defer q.mu.Unlock()
+		return w.last, ctx.Err()
+	}
+}
+
+// wakeAwaitersLocked hands j to the callers of Await it satisfies; the
+// caller holds q.mu.
+func (q *Queue) wakeAwaitersLocked(j Job) {
+	for _, w := range q.awaiters[j.ID] {
+		if w.fired || (w.seen && j.Version < w.last.Version) {
+			continue
+		}
+		w.last, w.seen = j, true
+		if w.done(j) {
+			w.fired = true
+			w.ch <- j
+		}
+	}
+}
+
+func (q *Queue) dropAwaiter(id string, w *awaiter) {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	ws := slices.DeleteFunc(q.awaiters[id], func(x *awaiter) bool { return x == w })
+	if len(ws) == 0 {
+		delete(q.awaiters, id)
+	} else {
+		q.awaiters[id] = ws
 	}
 }

@@ -516,13 +516,16 @@ func TestKeyAndSupersede(t *testing.T) {
 	}
 
 	old := h.submit(Spec{Kind: KindConfig, Device: "e", Disruptive: true, Payload: []byte(`{"v":1}`)})
-	h.awaitState(old.ID, StateWaiting, ReasonWindow)
+	waiting := h.awaitState(old.ID, StateWaiting, ReasonWindow)
 	other := h.submit(Spec{Kind: KindReboot, Device: "e"})
 	h.awaitState(other.ID, StateWaiting, ReasonWindow)
 	newer := h.submit(Spec{Kind: KindConfig, Device: "e", Disruptive: true, Payload: []byte(`{"v":2}`), Supersede: true})
 	got, err := h.q.Get(ctx, old.ID)
 	if err != nil || got.State != StateCancelled || got.Error != "superseded by "+newer.ID {
 		t.Errorf("old config: %+v, %v", got, err)
+	}
+	if got.Version <= waiting.Version {
+		t.Errorf("superseding did not count as a change: version %d, was %d", got.Version, waiting.Version)
 	}
 	if got, _ := h.q.Get(ctx, other.ID); got.State != StateWaiting {
 		t.Errorf("a job of another kind was superseded: %+v", got)

@@ -402,17 +402,10 @@ func (q *Queue) finish(ctx, rctx context.Context, j Job, p *progress, res any, x
 	now := q.clock.Now()
 	pct, msg := p.last2()
 	cause := context.Cause(rctx)
+	result := resultJSON(res)
 	var c change
 	switch {
 	case xerr == nil:
-		result := "null"
-		if res != nil {
-			b, err := json.Marshal(res)
-			if err != nil {
-				b, _ = json.Marshal(map[string]string{"error": "result not storable as JSON: " + err.Error()})
-			}
-			result = string(b)
-		}
 		c = change{set: "state = 'succeeded', reason = '', error = '', progress = 100, message = ?, result = ?, ended = ?",
 			args: []any{msg, result, nanos(now)}}
 		log.Info("job succeeded", "attempt", j.Attempts)
@@ -438,22 +431,35 @@ func (q *Queue) finish(ctx, rctx context.Context, j Job, p *progress, res any, x
 		log.Info("job deferred", "reason", string(r), "error", xerr)
 	case q.opts.Retryable != nil && q.opts.Retryable(xerr) && j.Attempts < j.MaxAttempts:
 		d := backoff(j.Attempts, q.opts.BackoffBase, q.opts.BackoffMax, q.opts.Rand())
-		c = change{set: "state = 'waiting', reason = 'retry', error = ?, progress = ?, message = ?, not_before = ?",
-			args: []any{truncate(xerr.Error()), pct, msg, nanos(now.Add(d))}}
+		c = change{set: "state = 'waiting', reason = 'retry', error = ?, progress = ?, message = ?, result = ?, not_before = ?",
+			args: []any{truncate(xerr.Error()), pct, msg, result, nanos(now.Add(d))}}
 		log.Warn("job attempt failed; will retry", "attempt", j.Attempts, "backoff", d, "error", xerr)
 	default:
 		text := xerr.Error()
 		if j.MaxAttempts > 1 && j.Attempts > 1 {
 			text = fmt.Sprintf("attempt %d of %d: %s", j.Attempts, j.MaxAttempts, text)
 		}
-		c = change{set: "state = 'failed', reason = '', error = ?, progress = ?, message = ?, ended = ?",
-			args: []any{truncate(text), pct, msg, nanos(now)}}
+		c = change{set: "state = 'failed', reason = '', error = ?, progress = ?, message = ?, result = ?, ended = ?",
+			args: []any{truncate(text), pct, msg, result, nanos(now)}}
 		log.Warn("job failed", "attempt", j.Attempts, "error", xerr)
 	}
 	c.when = "state = 'running'"
 	if _, _, err := q.apply(wctx, j.ID, c); err != nil {
 		log.Error("job update failed", "error", err)
 	}
+}
+
+// resultJSON encodes an executor's result for storage; nil is "null", so
+// a failed attempt without a result clears an earlier one.
+func resultJSON(res any) string {
+	if res == nil {
+		return "null"
+	}
+	b, err := json.Marshal(res)
+	if err != nil {
+		b, _ = json.Marshal(map[string]string{"error": "result not storable as JSON: " + err.Error()})
+	}
+	return string(b)
 }
 
 // verify asks the executor whether an interrupted job took effect.
@@ -484,6 +490,9 @@ func (q *Queue) verify(ctx, rctx context.Context, j Job) {
 	case !ok:
 		c = change{set: "state = 'failed', reason = '', error = ?, ended = ?",
 			args: []any{"interrupted; device state not verified (no verifier for this kind)", nanos(now)}}
+	case errors.Is(err, ErrUnverifiable):
+		c = change{set: "state = 'failed', reason = '', error = ?, ended = ?",
+			args: []any{truncate("interrupted; device state not verified: " + err.Error()), nanos(now)}}
 	case err != nil && j.verifyAttempts+1 < j.MaxAttempts:
 		d := backoff(j.verifyAttempts+1, q.opts.BackoffBase, q.opts.BackoffMax, q.opts.Rand())
 		c = change{set: "reason = 'verify', verify_attempts = verify_attempts + 1, error = ?, not_before = ?",

@@ -144,7 +144,7 @@ func scanJob(sc scanner) (Job, error) {
 	if j.ID == "" || j.Device == "" {
 		bad = append(bad, "no id or device")
 	}
-	if j.Kind != KindConfig && !disruptiveKinds[j.Kind] && j.Method() == "" {
+	if !builtinKinds[j.Kind] && j.Method() == "" {
 		bad = append(bad, fmt.Sprintf("unknown kind %q", j.Kind))
 	}
 	if j.MaxAttempts < 1 {

@@ -50,6 +50,9 @@ func garbageClient(t *testing.T, logs *syncBuffer, workers int) (*Client, *conn,
 	cn := &conn{pc: fp, lost: make(chan error, 1), kick: make(chan error, 1), expiry: time.Now().Add(time.Hour)}
 	cn.ctx, cn.cancel = context.WithCancel(context.Background())
 	t.Cleanup(cn.cancel)
+	// Run never runs here: no method worker may start, so calls stay queued
+	// where the tests can see them.
+	c.stopped = true
 	c.goUp(cn)
 	return c, cn, fp
 }

@@ -375,8 +375,16 @@ func decodePoint(raw json.RawMessage, path string, errs *[]plugins.FieldError) P
 	return pt
 }
 
+// decodeMethods decodes reboot and factoryReset, the methods the plugin
+// runs. Every other method is the gateway's (a custom method it runs as a
+// write of points, validated by the gateway), so the plugin ignores it.
 func decodeMethods(raw json.RawMessage, p *Profile, errs *[]plugins.FieldError) {
 	o := openObject(raw, "methods", errs)
+	for name := range o.m {
+		if !slices.Contains(methodNames, name) {
+			o.ignore(name)
+		}
+	}
 	for _, name := range methodNames {
 		v, ok := o.key(name)
 		if !ok {
