@@ -157,8 +157,8 @@ func (apiBackend) Scan(ctx context.Context, bus string, from, to int, force bool
 
 func (apiBackend) Jobs(_ context.Context, device string) ([]localapi.JobInfo, error) {
 	all := []localapi.JobInfo{
-		{ID: "j-17", Device: "pump-1", Kind: "reboot", State: "waiting", Reason: "outside maintenance window", Created: gwTime.Add(-10 * time.Minute)},
-		{ID: "j-16", Device: "mcu-1", Kind: "firmware", State: "running", Attempts: 1, Progress: 42, Created: gwTime.Add(-time.Hour)},
+		{ID: "j-17", Device: "pump-1", Kind: "reboot", Source: "hub-method", State: "waiting", Reason: "outside maintenance window", Created: gwTime.Add(-10 * time.Minute)},
+		{ID: "j-16", Device: "mcu-1", Kind: "firmware", Source: "desired", State: "running", Attempts: 1, Progress: 42, Created: gwTime.Add(-time.Hour)},
 	}
 	var out []localapi.JobInfo
 	for _, j := range all {

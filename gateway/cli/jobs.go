@@ -37,13 +37,13 @@ func (t *tools) jobsCmd() *cobra.Command {
 				return t.printJSON(list)
 			}
 			w := t.table()
-			row(w, "ID", "DEVICE", "KIND", "STATE", "ATTEMPTS", "PROGRESS", "CREATED", "REASON")
+			row(w, "ID", "DEVICE", "KIND", "SOURCE", "STATE", "ATTEMPTS", "PROGRESS", "CREATED", "REASON")
 			for _, j := range list.Jobs {
 				progress := ""
 				if j.Progress > 0 {
 					progress = fmt.Sprintf("%d%%", j.Progress)
 				}
-				row(w, j.ID, j.Device, j.Kind, j.State, fmt.Sprint(j.Attempts), progress, ago(list.Time, j.Created), j.Reason)
+				row(w, j.ID, j.Device, j.Kind, j.Source, j.State, fmt.Sprint(j.Attempts), progress, ago(list.Time, j.Created), j.Reason)
 			}
 			return w.Flush()
 		},

@@ -495,7 +495,7 @@ func (b backend) Jobs(ctx context.Context, device string) ([]localapi.JobInfo, e
 		if j.Error != "" {
 			reason = j.Error
 		}
-		out = append(out, localapi.JobInfo{ID: j.ID, Device: j.Device, Kind: j.Kind, State: string(j.State), Reason: reason,
+		out = append(out, localapi.JobInfo{ID: j.ID, Device: j.Device, Kind: j.Kind, Source: string(j.Source), State: string(j.State), Reason: reason,
 			Attempts: j.Attempts, Progress: j.Progress, Created: j.Created, Updated: j.Updated})
 	}
 	return out, nil

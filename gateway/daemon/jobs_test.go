@@ -76,7 +76,7 @@ func TestConfigJobPerVersion(t *testing.T) {
 
 	// Kind and source are what the technician and the hub see.
 	infos, err := backend{s.d}.Jobs(context.Background(), "pump-1")
-	if err != nil || len(infos) != 2 || infos[0].Kind != jobs.KindConfig || infos[0].State != "succeeded" {
+	if err != nil || len(infos) != 2 || infos[0].Kind != jobs.KindConfig || infos[0].Source != string(jobs.SourceDesired) || infos[0].State != "succeeded" {
 		t.Fatalf("local API jobs = %+v, %v", infos, err)
 	}
 	s.changes.await(t, "the last job mirrored", func(js []jobs.Job) bool {

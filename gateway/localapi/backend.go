@@ -119,7 +119,8 @@ type DeviceList struct {
 type JobInfo struct {
 	ID       string    `json:"id"`
 	Device   string    `json:"device"`
-	Kind     string    `json:"kind"`             // config, reboot, factoryReset, firmware, method name ...
+	Kind     string    `json:"kind"`             // config, write, reboot, factoryReset, method:<name> ...
+	Source   string    `json:"source,omitempty"` // who asked: desired, hub-method, technician
 	State    string    `json:"state"`            // queued, waiting, running, succeeded, failed, cancelled
 	Reason   string    `json:"reason,omitempty"` // why it waits or failed
 	Attempts int       `json:"attempts"`
