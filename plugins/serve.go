@@ -137,6 +137,7 @@ func Serve(impl Plugin) {
 	log := Logger()
 	slog.SetDefault(log)
 	ignoreBrokenPipe()
+	leaveStopToHost()
 	log.Debug("plugin serving", "protocol_version", Handshake.ProtocolVersion)
 
 	buses := trackBuses(impl)
@@ -166,6 +167,18 @@ func Serve(impl Plugin) {
 // plugin starts.
 func ignoreBrokenPipe() {
 	signal.Notify(make(chan os.Signal, 1), syscall.SIGPIPE)
+}
+
+// leaveStopToHost keeps SIGTERM from killing the plugin. A service manager
+// stops the gateway by signalling its whole process group or cgroup
+// (systemd's default KillMode), so the plugin gets SIGTERM at the same
+// moment as the gateway; dying at once would cut the gateway's graceful
+// stop short (devices reported plugin-down, buses not closed). The host
+// stops its plugins itself as the last step of its stop, and a plugin never
+// outlives it (parent-death signal, parent watch). SIGINT, which a
+// terminal's Ctrl-C sends to the whole group, go-plugin already ignores.
+func leaveStopToHost() {
+	signal.Notify(make(chan os.Signal, 1), syscall.SIGTERM)
 }
 
 // parentCheckInterval is how often Serve checks that its parent process is
