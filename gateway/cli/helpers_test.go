@@ -169,6 +169,26 @@ func (apiBackend) Jobs(_ context.Context, device string) ([]localapi.JobInfo, er
 	return out, nil
 }
 
+func (b apiBackend) Job(ctx context.Context, id string) (localapi.JobDetail, error) {
+	js, _ := b.Jobs(ctx, "")
+	for _, j := range js {
+		if j.ID != id {
+			continue
+		}
+		d := localapi.JobDetail{JobInfo: j, Bus: "rs485-1"}
+		switch id {
+		case "j-16":
+			d.Payload = json.RawMessage(`{"version":"1.1.0"}`)
+			d.MaxAttempts, d.Started, d.Message = 3, gwTime.Add(-50*time.Minute), "writing block 42 of 100"
+		case "j-17":
+			d.Payload, d.Disruptive = json.RawMessage(`{}`), true
+			d.NotBefore = gwTime.Add(2 * time.Hour)
+		}
+		return d, nil
+	}
+	return localapi.JobDetail{}, plugins.Errorf(plugins.CodeNotFound, "no job %s", id)
+}
+
 const apiToken = "t0ken-for-tests"
 
 // startAPI runs a real local API server backed by apiBackend until the

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/url"
+	"time"
 
 	"github.com/spf13/cobra"
 
@@ -11,13 +12,25 @@ import (
 )
 
 func (t *tools) jobsCmd() *cobra.Command {
+	c := t.jobsListCmd("jobs")
+	c.Short = "List the gateway's device job queue (config writes, writes, methods, reboots, resets)"
+	c.Long = `jobs lists the gateway's device jobs, newest first: every action on a field
+device is one (desired config, write, custom method, reboot, factory reset).
+"jobs list" is the same; "jobs show ID" prints one job in full; "jobs cancel
+ID" cancels one.`
+	c.AddCommand(t.jobsListCmd("list"), t.jobsShowCmd(), t.jobsCancelCmd())
+	return c
+}
+
+// jobsListCmd is "jobs" and "jobs list".
+func (t *tools) jobsListCmd(use string) *cobra.Command {
 	var (
 		f      apiFlags
 		device string
 	)
 	c := &cobra.Command{
-		Use:   "jobs",
-		Short: "List the gateway's device job queue (config writes, reboots, firmware)",
+		Use:   use,
+		Short: "List the gateway's device jobs, newest first",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			api, err := t.connect(&f, false)
@@ -39,18 +52,84 @@ func (t *tools) jobsCmd() *cobra.Command {
 			w := t.table()
 			row(w, "ID", "DEVICE", "KIND", "SOURCE", "STATE", "ATTEMPTS", "PROGRESS", "CREATED", "REASON")
 			for _, j := range list.Jobs {
-				progress := ""
-				if j.Progress > 0 {
-					progress = fmt.Sprintf("%d%%", j.Progress)
-				}
-				row(w, j.ID, j.Device, j.Kind, j.Source, j.State, fmt.Sprint(j.Attempts), progress, ago(list.Time, j.Created), j.Reason)
+				row(w, j.ID, j.Device, j.Kind, j.Source, j.State, fmt.Sprint(j.Attempts), percent(j.Progress), ago(list.Time, j.Created), j.Reason)
 			}
 			return w.Flush()
 		},
 	}
 	f.add(c, false)
 	c.Flags().StringVar(&device, "device", "", "only this device's jobs")
-	c.AddCommand(t.jobsCancelCmd())
+	return c
+}
+
+func percent(p int) string {
+	if p <= 0 {
+		return ""
+	}
+	return fmt.Sprintf("%d%%", p)
+}
+
+// jobsShowCmd prints one job in full.
+func (t *tools) jobsShowCmd() *cobra.Command {
+	var f apiFlags
+	c := &cobra.Command{
+		Use:   "show JOB_ID",
+		Short: "Show one job in full: what it was asked to do, its attempts and its result",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			api, err := t.connect(&f, false)
+			if err != nil {
+				return err
+			}
+			defer api.close()
+			var j localapi.JobDetail
+			if err := api.request(cmdContext(cmd), "GET", "/v1/jobs/"+url.PathEscape(args[0]), nil, &j); err != nil {
+				return err
+			}
+			if asJSON, _ := f.json(); asJSON {
+				return t.printJSON(j)
+			}
+			w := t.table()
+			field := func(k, v string) {
+				if v != "" {
+					row(w, k+":", v)
+				}
+			}
+			stamp := func(at time.Time) string {
+				if at.IsZero() {
+					return ""
+				}
+				return at.UTC().Format(time.RFC3339)
+			}
+			field("ID", j.ID)
+			field("Device", j.Device)
+			field("Bus", j.Bus)
+			field("Kind", j.Kind)
+			field("Source", j.Source)
+			field("State", j.State)
+			field("Reason", j.Reason)
+			attempts := fmt.Sprint(j.Attempts)
+			if j.MaxAttempts > 0 {
+				attempts += fmt.Sprintf(" of %d", j.MaxAttempts)
+			}
+			field("Attempts", attempts)
+			field("Progress", percent(j.Progress))
+			field("Message", j.Message)
+			if j.Disruptive {
+				field("Disruptive", fmt.Sprintf("yes (force: %v)", j.Force))
+			}
+			field("Created", stamp(j.Created))
+			field("Started", stamp(j.Started))
+			field("Not before", stamp(j.NotBefore))
+			field("Deadline", stamp(j.Deadline))
+			field("Ended", stamp(j.Ended))
+			field("Payload", string(j.Payload))
+			field("Result", string(j.Result))
+			field("Error", j.Error)
+			return w.Flush()
+		},
+	}
+	f.add(c, false)
 	return c
 }
 

@@ -16,6 +16,7 @@ import (
 	"github.com/drover-iot/drover/gateway/config"
 	"github.com/drover-iot/drover/gateway/jobs"
 	"github.com/drover-iot/drover/gateway/localapi"
+	"github.com/drover-iot/drover/plugins"
 )
 
 // Every action on a field device is a durable job: a desired config
@@ -491,12 +492,33 @@ func (b backend) Jobs(ctx context.Context, device string) ([]localapi.JobInfo, e
 	}
 	out := make([]localapi.JobInfo, 0, len(js))
 	for _, j := range js {
-		reason := string(j.Reason)
-		if j.Error != "" {
-			reason = j.Error
-		}
-		out = append(out, localapi.JobInfo{ID: j.ID, Device: j.Device, Kind: j.Kind, Source: string(j.Source), State: string(j.State), Reason: reason,
-			Attempts: j.Attempts, Progress: j.Progress, Created: j.Created, Updated: j.Updated})
+		out = append(out, jobInfo(j))
 	}
 	return out, nil
+}
+
+func jobInfo(j jobs.Job) localapi.JobInfo {
+	reason := string(j.Reason)
+	if j.Error != "" {
+		reason = j.Error
+	}
+	return localapi.JobInfo{ID: j.ID, Device: j.Device, Kind: j.Kind, Source: string(j.Source), State: string(j.State), Reason: reason,
+		Attempts: j.Attempts, Progress: j.Progress, Created: j.Created, Updated: j.Updated}
+}
+
+// Job implements localapi.JobGetter.
+func (b backend) Job(ctx context.Context, id string) (localapi.JobDetail, error) {
+	if b.d.jobs == nil {
+		return localapi.JobDetail{}, plugins.Errorf(plugins.CodeUnsupported, "this gateway has no job queue")
+	}
+	j, err := b.d.jobs.Get(ctx, id)
+	if errors.Is(err, jobs.ErrNotFound) {
+		return localapi.JobDetail{}, plugins.Errorf(plugins.CodeNotFound, "no job %s", id)
+	}
+	if err != nil {
+		return localapi.JobDetail{}, err
+	}
+	return localapi.JobDetail{JobInfo: jobInfo(j), Payload: j.Payload, Result: j.Result, Error: j.Error, Message: j.Message,
+		Bus: j.Bus, Disruptive: j.Disruptive, Force: j.Force, MaxAttempts: j.MaxAttempts, NotBefore: j.NotBefore,
+		Deadline: j.Deadline, Started: j.Started, Ended: j.Ended}, nil
 }

@@ -79,6 +79,14 @@ func TestConfigJobPerVersion(t *testing.T) {
 	if err != nil || len(infos) != 2 || infos[0].Kind != jobs.KindConfig || infos[0].Source != string(jobs.SourceDesired) || infos[0].State != "succeeded" {
 		t.Fatalf("local API jobs = %+v, %v", infos, err)
 	}
+	// One job in full: what was asked (version and config) and the outcome.
+	det, err := backend{s.d}.Job(context.Background(), infos[0].ID)
+	if err != nil || det.ID != infos[0].ID || !strings.Contains(string(det.Payload), `"setpoint":23.5`) || det.Ended.IsZero() {
+		t.Fatalf("local API job = %+v, %v", det, err)
+	}
+	if _, err := (backend{s.d}).Job(context.Background(), "j-nope"); plugins.CodeOf(err) != plugins.CodeNotFound {
+		t.Fatalf("unknown job: %v, want not-found", err)
+	}
 	s.changes.await(t, "the last job mirrored", func(js []jobs.Job) bool {
 		return len(js) > 0 && js[len(js)-1].ID == infos[0].ID && js[len(js)-1].State.Final()
 	})

@@ -48,6 +48,31 @@ type JobLister interface {
 	Jobs(ctx context.Context, device string) ([]JobInfo, error)
 }
 
+// JobGetter is an optional Backend feature: a Backend that also implements
+// it serves GET /v1/jobs/{id}. An unknown id is an error with
+// plugins.CodeNotFound.
+type JobGetter interface {
+	Job(ctx context.Context, id string) (JobDetail, error)
+}
+
+// JobDetail is the answer of GET /v1/jobs/{id}: the list's fields and what
+// only one job's view needs.
+type JobDetail struct {
+	JobInfo
+	Payload     json.RawMessage `json:"payload,omitempty"` // what the job was asked to do
+	Result      json.RawMessage `json:"result,omitempty"`  // what the device answered
+	Error       string          `json:"error,omitempty"`   // why it failed, or the last error of a waiting job
+	Message     string          `json:"message,omitempty"` // the latest progress message
+	Bus         string          `json:"bus,omitempty"`
+	Disruptive  bool            `json:"disruptive,omitempty"`
+	Force       bool            `json:"force,omitempty"`
+	MaxAttempts int             `json:"maxAttempts,omitempty"`
+	NotBefore   time.Time       `json:"notBefore,omitzero"` // not started again before (back-off)
+	Deadline    time.Time       `json:"deadline,omitzero"`
+	Started     time.Time       `json:"started,omitzero"` // last attempt
+	Ended       time.Time       `json:"ended,omitzero"`
+}
+
 // Status is the answer of GET /v1/status.
 type Status struct {
 	GatewayID  string         `json:"gatewayId"`

@@ -44,6 +44,7 @@ func (s *Server) routes() *http.ServeMux {
 		{"POST", "/v1/devices/{id}/methods/{method}", s.invoke, true},
 		{"POST", "/v1/buses/{bus}/scan", s.scan, true},
 		{"GET", "/v1/jobs", s.jobs, false},
+		{"GET", "/v1/jobs/{id}", s.job, false},
 	}
 	for _, r := range rs {
 		mux.Handle(r.method+" "+r.path, s.logged(s.auth(r.h, r.mutating), r.mutating))
@@ -337,6 +338,24 @@ func (s *Server) jobs(w http.ResponseWriter, r *http.Request) {
 		list = []JobInfo{}
 	}
 	writeJSON(w, http.StatusOK, JobList{Time: s.opts.Now(), Jobs: list})
+}
+
+func (s *Server) job(w http.ResponseWriter, r *http.Request) {
+	jg, ok := s.opts.Backend.(JobGetter)
+	if !ok {
+		writeErr(w, http.StatusNotImplemented, plugins.CodeUnsupported.String(), "this gateway has no job queue")
+		return
+	}
+	id, ok := pathName(w, r, "id", "job id")
+	if !ok {
+		return
+	}
+	j, err := jg.Job(r.Context(), id)
+	if err != nil {
+		s.fail(w, "show job "+id, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, j)
 }
 
 // scanParams parses ?from=&to=&force=. Both bounds or neither; force is a

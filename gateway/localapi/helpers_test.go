@@ -166,6 +166,14 @@ func (j *jobsBackend) Jobs(_ context.Context, device string) ([]JobInfo, error) 
 	return out, nil
 }
 
+func (j *jobsBackend) Job(_ context.Context, id string) (JobDetail, error) {
+	if id != "j1" {
+		return JobDetail{}, plugins.Errorf(plugins.CodeNotFound, "no job %s", id)
+	}
+	return JobDetail{JobInfo: JobInfo{ID: "j1", Device: "pump-1", Kind: "reboot", Source: "hub-method", State: "waiting",
+		Reason: "outside maintenance window", Created: fixedTime}, Payload: json.RawMessage(`{"force":false}`), Disruptive: true, MaxAttempts: 3}, nil
+}
+
 const testToken = "s3cret-token"
 
 // startServer runs a Server on 127.0.0.1:0 (or addr) until the test ends.

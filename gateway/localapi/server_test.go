@@ -45,6 +45,8 @@ func TestRoutes(t *testing.T) {
 		{"method with device status", "POST", "/v1/devices/pump-1/methods/reboot", testToken, ``, 200, []string{`"status":409`, `in use`}},
 		{"jobs", "GET", "/v1/jobs", "", "", 200, []string{`"id":"j1"`, `"id":"j2"`}},
 		{"jobs of a device", "GET", "/v1/jobs?device=pump-2", "", "", 200, []string{`"id":"j2"`}},
+		{"one job", "GET", "/v1/jobs/j1", "", "", 200, []string{`"id":"j1"`, `"source":"hub-method"`, `"payload":{"force":false}`, `"disruptive":true`}},
+		{"unknown job", "GET", "/v1/jobs/j9", "", "", 404, []string{`"code":"not-found"`, `no job j9`}},
 		{"no route", "GET", "/v2/nothing", "", "", 404, []string{`"code":"no-route"`}},
 		{"wrong method", "DELETE", "/v1/status", "", "", 405, []string{`"code":"method-not-allowed"`}},
 		{"GET on a POST route", "GET", "/v1/devices/pump-1/write", "", "", 405, []string{`use POST`}},
