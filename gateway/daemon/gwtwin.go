@@ -213,7 +213,7 @@ func (d *Daemon) gatewayMethod(ctx context.Context, name string, payload json.Ra
 		}
 		return 200, st
 	case "stats":
-		out := map[string]any{"bridges": d.bridges.Stats()}
+		out := map[string]any{"bridges": d.bridges.Stats(), "memory": memoryStats()}
 		if d.gw != nil && d.gw.client != nil {
 			out["upstream"] = d.gw.client.Stats()
 		}

@@ -408,6 +408,15 @@ buses:
 	fmt.Printf("RESULT %-40s gateway anon=%.1f file=%.1f threads=%d; plugin anon=%.1f file=%.1f threads=%d (MB)\n",
 		"gateway 250 devices: RSS breakdown", mb(g1.anonKB), mb(g1.fileKB), g1.threads, mb(p1.anonKB), mb(p1.fileKB), p1.threads)
 	fmt.Printf("RESULT %-40s gateway %s; plugin %s\n", "gateway 250 devices: anon by mapping", anonByMapping(g1.pid), anonByMapping(p1.pid))
+	if m, ok := st1["memory"].(map[string]any); ok {
+		var parts []string
+		for _, k := range []string{"goHeapObjects", "goHeapUnused", "goHeapFree", "goHeapReleased", "goStacks", "goMSpan", "goMetadata", "goOther", "goHeapGoal", "RssAnon"} {
+			if v, ok := m[k].(float64); ok {
+				parts = append(parts, fmt.Sprintf("%s=%.1f", k, v/1048576))
+			}
+		}
+		fmt.Printf("RESULT %-40s %s MB; goroutines=%v\n", "gateway 250 devices: Go memory classes", strings.Join(parts, " "), m["goroutines"])
+	}
 	fmt.Printf("RESULT %-40s gateway=%.2f%% plugin=%.2f%% of one core over %s; polls=%.0f (%.1f/s) failed=%.0f; hub=%.2f%% hub RSS=%.1f MB\n",
 		"gateway 250 devices: CPU", cpuPct(g0, g1), cpuPct(p0, p1), window, polls1-polls0, (polls1-polls0)/window.Seconds(), errs1-errs0,
 		cpuPct(h0, h1), mb(h1.rssKB))
