@@ -232,6 +232,12 @@ func (d *Daemon) Run(ctx context.Context) error {
 	if err := d.openJobs(ctx); err != nil {
 		return err
 	}
+	// What the gateway's desired properties set up before a restart comes
+	// back from the twin cache first: the overlay decides which devices run.
+	restored := d.restoreGatewayDesired(ctx)
+	d.mu.Lock()
+	cfg = d.cfg
+	d.mu.Unlock()
 
 	for i := range cfg.Buses {
 		if err := d.openBus(ctx, &cfg.Buses[i]); err != nil {
@@ -252,6 +258,9 @@ func (d *Daemon) Run(ctx context.Context) error {
 	d.gw = d.newLink(cfg.Gateway.ID)
 	d.gw.onDesired = d.onGatewayDesired
 	d.gw.onMethod = d.gatewayMethod
+	if restored != nil {
+		d.gw.Report(restored)
+	}
 	if d.gwKey != "" {
 		c, err := d.newClient(cfg.Gateway.ID, d.gwKey, d.gw)
 		if err != nil {
@@ -422,6 +431,7 @@ func (d *Daemon) addDevice(ctx context.Context, cfg *config.Config, dev *config.
 			return err
 		}
 	}
+	d.restoreDeviceDesired(ctx, id, l, false)
 	cctx, cancel := context.WithCancel(d.runCtx)
 	c := &child{link: l, cancel: cancel, done: make(chan struct{})}
 	d.mu.Lock()
@@ -515,6 +525,12 @@ func (d *Daemon) deviceDesired(id string, l *link, desired map[string]any, versi
 	if err := d.bridges.Desired(id, cfgDoc, version); err != nil {
 		d.log.Warn("apply desired", "device", id, "error", err)
 	}
+	d.deviceWindows(id, l, desired)
+}
+
+// deviceWindows takes a device's desired.maintenance (absent: none) as its
+// maintenance windows.
+func (d *Daemon) deviceWindows(id string, l *link, desired map[string]any) {
 	if d.jobs == nil {
 		return
 	}

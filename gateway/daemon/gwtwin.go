@@ -180,12 +180,20 @@ func (d *Daemon) reconcile(next *config.Config) error {
 	d.mu.Lock()
 	d.cfg = next
 	d.mu.Unlock()
+	restarted := map[string]bool{}
+	for _, dev := range removed {
+		restarted[dev.ID] = true
+	}
 	var ids []string
 	for i := range next.Devices {
 		dev := &next.Devices[i]
 		if d.childLink(dev.ID) == nil {
 			if err := d.addDevice(ctx, next, dev); err != nil {
 				d.log.Error("add device", "device", dev.ID, "error", err)
+			} else if restarted[dev.ID] {
+				// The twin sync will not deliver an unchanged desired config
+				// again; the restarted bridge gets it from the cache.
+				d.restoreDeviceDesired(ctx, dev.ID, d.childLink(dev.ID), true)
 			}
 			ids = append(ids, dev.ID)
 		}
@@ -255,7 +263,7 @@ func (d *Daemon) applyGatewayMaintenance(desired map[string]any) {
 	ws, err := jobs.ParseMaintenance(raw)
 	if err != nil {
 		d.log.Warn("gateway desired.maintenance rejected", "error", err)
-		d.gw.Report(map[string]any{"maintenance": map[string]any{"status": "rejected", "error": err.Error()}})
+		d.reportGatewayPatch(map[string]any{"maintenance": map[string]any{"status": "rejected", "error": err.Error()}})
 		return
 	}
 	d.mu.Lock()
@@ -264,7 +272,7 @@ func (d *Daemon) applyGatewayMaintenance(desired map[string]any) {
 		d.gwWindows = []config.Window{}
 	}
 	d.mu.Unlock()
-	d.gw.Report(map[string]any{"maintenance": map[string]any{"status": "applied", "windows": len(ws)}})
+	d.reportGatewayPatch(map[string]any{"maintenance": map[string]any{"status": "applied", "windows": len(ws)}})
 	if d.jobs != nil {
 		d.jobs.Poke()
 	}

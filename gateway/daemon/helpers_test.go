@@ -102,6 +102,18 @@ func (p *testPlugin) release() {
 	p.gate = nil
 }
 
+// ValidateBus accepts the test gateway's buses: the Fake knows only its
+// own keys, not the gateway's defaults.
+func (p *testPlugin) ValidateBus(context.Context, json.RawMessage) ([]plugins.FieldError, error) {
+	return nil, nil
+}
+
+// ValidateProfile accepts the test profile (gateway-level methods and
+// in_use included), as the real plugins do.
+func (p *testPlugin) ValidateProfile(context.Context, json.RawMessage) ([]plugins.FieldError, error) {
+	return nil, nil
+}
+
 func newTestPlugin(initial map[string]any) *testPlugin {
 	return &testPlugin{Fake: plugintest.NewFake(), initial: initial}
 }
@@ -325,6 +337,8 @@ func newStack(t testing.TB, dir string, o stackOptions) *stack {
 	d.jobs.Subscribe(s.changes.add)
 	d.wg.Add(1)
 	go func() { defer d.wg.Done(); _ = d.bridges.Run(ctx) }()
+	d.restoreGatewayDesired(ctx) // as Run does: the overlay decides the devices
+	cfg = d.cfg
 	for i := range cfg.Buses {
 		if err := d.openBus(ctx, &cfg.Buses[i]); err != nil {
 			t.Fatal(err)

@@ -1,0 +1,89 @@
+package daemon
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+
+	"github.com/drover-iot/drover/gateway/config"
+	"github.com/drover-iot/drover/gateway/twincache"
+)
+
+// After a restart the twin sync re-applies desired properties only when
+// they changed (the hub's $version moved on), which is right for what a
+// device keeps by itself (its registers). What the gateway derived from
+// desired in memory must come back from the twin cache instead, at start
+// and with or without an uplink: the gateway's configuration overlay and
+// maintenance windows, and each device's maintenance windows. A device
+// restarted by an overlay change gets its desired config again (a new
+// address or profile may be a different unit or register map).
+
+// reportGatewayPatch queues a patch of the gateway's reported properties; a
+// no-op before the gateway's link exists (a restore at start).
+func (d *Daemon) reportGatewayPatch(patch map[string]any) {
+	if d.gw != nil {
+		d.gw.Report(patch)
+	}
+}
+
+// restoreGatewayDesired applies the cached desired properties of the
+// gateway before its devices are added: the overlay (when it still
+// validates over the local file) and the maintenance windows. It returns
+// the reported patch to send once the gateway's link exists, or nil.
+func (d *Daemon) restoreGatewayDesired(ctx context.Context) map[string]any {
+	t, err := d.cache.Get(ctx, d.base.Gateway.ID)
+	if err != nil {
+		if !errors.Is(err, twincache.ErrNotFound) {
+			d.log.Warn("read the gateway's cached twin", "error", err)
+		}
+		return nil
+	}
+	d.applyGatewayMaintenance(t.Desired)
+	overlay, _ := t.Desired["config"].(map[string]any)
+	if len(overlay) == 0 {
+		return nil
+	}
+	raw, err := json.Marshal(overlay)
+	var eff *config.Config
+	if err == nil {
+		eff, err = config.Merge(d.base, raw)
+	}
+	if err == nil {
+		err = eff.ValidateWithPlugins(ctx, d.validators(eff))
+	}
+	if err != nil {
+		// The local file changed under the overlay. Run the file; the
+		// operator sees why in the twin and sends a new overlay.
+		d.log.Warn("cached configuration overlay rejected; running the local file", "version", t.DesiredVersion, "error", err)
+		return map[string]any{"configOverlay": map[string]any{"status": "rejected", "version": t.DesiredVersion,
+			"errors": errorLines(err)}}
+	}
+	d.mu.Lock()
+	d.cfg, d.overlay = eff, overlay
+	d.mu.Unlock()
+	d.log.Info("configuration overlay restored from the twin cache", "version", t.DesiredVersion)
+	return nil
+}
+
+// restoreDeviceDesired applies what a device's cached desired properties
+// configured in the gateway: its maintenance windows, and, with config,
+// its desired config (for a device restarted by a configuration change).
+func (d *Daemon) restoreDeviceDesired(ctx context.Context, id string, l *link, withConfig bool) {
+	t, err := d.cache.Get(ctx, id)
+	if err != nil {
+		if !errors.Is(err, twincache.ErrNotFound) {
+			d.log.Warn("read a device's cached twin", "device", id, "error", err)
+		}
+		return
+	}
+	if withConfig {
+		if t.Applied == 0 {
+			return // nothing was applied before: the twin sync delivers it
+		}
+		d.deviceDesired(id, l, t.Desired, t.DesiredVersion)
+		return
+	}
+	if _, ok := t.Desired["maintenance"]; ok {
+		d.deviceWindows(id, l, t.Desired)
+	}
+}
