@@ -443,6 +443,42 @@ func TestGatewayEndToEnd(t *testing.T) {
 		s.eventually(t, 30*time.Second, "pump-4 online", func() (bool, string) {
 			return path(s.reported("pump-4"), "connection", "state") == "online", ""
 		})
+
+		// After a restart the hub's desired is unchanged, so the twin sync
+		// applies nothing: the overlay must come back from the twin cache.
+		if err := s.gw.Cmd.Process.Signal(syscall.SIGTERM); err != nil {
+			t.Fatal(err)
+		}
+		select {
+		case <-s.gw.Exited():
+		case <-time.After(30 * time.Second):
+			t.Fatal("gateway did not stop within 30s of SIGTERM")
+		}
+		s.gw = harness.Start(t, harness.Bin(t, "drover"), "run", "-c", filepath.Join(s.dir, "gateway.yaml"), "--log-level", "info")
+		s.waitAPI()
+		s.eventually(t, 30*time.Second, "pump-4 bridged again after the restart", func() (bool, string) {
+			resp, err := http.Get("http://" + s.api + "/v1/devices")
+			if err != nil {
+				return false, err.Error()
+			}
+			defer resp.Body.Close()
+			var list struct {
+				Devices []struct {
+					ID    string `json:"id"`
+					State string `json:"state"`
+				} `json:"devices"`
+			}
+			if err := json.NewDecoder(resp.Body).Decode(&list); err != nil {
+				return false, err.Error()
+			}
+			devs := list.Devices
+			for _, d := range devs {
+				if d.ID == "pump-4" {
+					return d.State == "online", d.State
+				}
+			}
+			return false, fmt.Sprintf("%+v", devs)
+		})
 	})
 }
 
