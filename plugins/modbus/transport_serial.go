@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"os"
 	"time"
 
 	gb "github.com/goburrow/modbus"
@@ -46,11 +47,33 @@ func openTarm(b *Bus) (serialIO, error) {
 	if b.StopBits == 2 {
 		cfg.StopBits = serial.Stop2
 	}
+	lock, err := lockPort(b.Port)
+	if err != nil {
+		return nil, err
+	}
 	p, err := serial.OpenPort(cfg)
 	if err != nil {
+		if lock != nil {
+			lock.Close()
+		}
 		return nil, fmt.Errorf("open serial port %s: %w", b.Port, err)
 	}
-	return p, nil
+	return &lockedPort{Port: p, lock: lock}, nil
+}
+
+// lockedPort is an open port and the lock that keeps other processes off it.
+type lockedPort struct {
+	*serial.Port
+	lock *os.File // nil where ports are not locked
+}
+
+// Close closes the port, then gives up the lock.
+func (p *lockedPort) Close() error {
+	err := p.Port.Close()
+	if p.lock != nil {
+		p.lock.Close()
+	}
+	return err
 }
 
 // serialTransport is Drover's RTU/ASCII transporter for goburrow/modbus: it
