@@ -180,9 +180,15 @@ func (d *Daemon) reconcile(next *config.Config) error {
 	d.mu.Lock()
 	d.cfg = next
 	d.mu.Unlock()
-	restarted := map[string]bool{}
+	// A device that now means another unit or register map (bus, address,
+	// profile) gets its desired config written again; one restarted for a
+	// poll interval or an option does not (holding registers often live in
+	// EEPROM: no write without a reason).
+	rewrite := map[string]bool{}
 	for _, dev := range removed {
-		restarted[dev.ID] = true
+		nd := next.Device(dev.ID)
+		rewrite[dev.ID] = nd != nil && (nd.Bus != dev.Bus || nd.UnitAddress() != dev.UnitAddress() || nd.Profile != dev.Profile ||
+			!sameJSON(cur.Profiles[dev.Profile], next.Profiles[nd.Profile]))
 	}
 	var ids []string
 	for i := range next.Devices {
@@ -190,7 +196,7 @@ func (d *Daemon) reconcile(next *config.Config) error {
 		if d.childLink(dev.ID) == nil {
 			if err := d.addDevice(ctx, next, dev); err != nil {
 				d.log.Error("add device", "device", dev.ID, "error", err)
-			} else if restarted[dev.ID] {
+			} else if rewrite[dev.ID] {
 				// The twin sync will not deliver an unchanged desired config
 				// again; the restarted bridge gets it from the cache.
 				d.restoreDeviceDesired(ctx, dev.ID, d.childLink(dev.ID), true)

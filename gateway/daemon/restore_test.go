@@ -85,8 +85,9 @@ func TestRestartRejectsStaleOverlay(t *testing.T) {
 }
 
 // TestReconcileRedeliversDesiredConfig: a device restarted by an overlay
-// change (here a new address: maybe a replaced unit) gets its desired
-// config written again; the twin sync would not deliver it, unchanged.
+// change that makes it another unit (here a new address: maybe a replaced
+// unit) gets its desired config written again, as the twin sync would not
+// deliver it, unchanged; one restarted for its poll interval does not.
 func TestReconcileRedeliversDesiredConfig(t *testing.T) {
 	s := newStack(t, t.TempDir(), stackOptions{initial: pumpInitial})
 	s.awaitOnline("pump-1")
@@ -95,17 +96,28 @@ func TestReconcileRedeliversDesiredConfig(t *testing.T) {
 	s.desired("pump-1", desired, 4)
 	s.awaitConfig("pump-1", bridges.ConfigApplied, 4)
 	before := len(s.jobsOf("pump-1"))
+	reconcile := func(overlay string) {
+		t.Helper()
+		next, err := config.Merge(s.d.base, []byte(overlay))
+		if err != nil {
+			t.Fatal(err)
+		}
+		s.d.reconcileMu.Lock()
+		err = s.d.reconcile(next)
+		s.d.reconcileMu.Unlock()
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
 
-	next, err := config.Merge(s.d.base, []byte(`{"devices":[{"id":"pump-1","address":9}]}`))
-	if err != nil {
-		t.Fatal(err)
+	// A new poll interval restarts the bridge but writes nothing: the
+	// config job would be queued by now (submission is synchronous).
+	reconcile(`{"devices":[{"id":"pump-1","poll":"80ms"}]}`)
+	if n := len(s.jobsOf("pump-1")); n != before {
+		t.Fatalf("%d jobs after a poll-only change, want %d", n, before)
 	}
-	s.d.reconcileMu.Lock()
-	err = s.d.reconcile(next)
-	s.d.reconcileMu.Unlock()
-	if err != nil {
-		t.Fatal(err)
-	}
+
+	reconcile(`{"devices":[{"id":"pump-1","poll":"80ms","address":9}]}`)
 	// The re-attached unit starts from the profile's initial values.
 	s.changes.await(t, "a new config job for pump-1 succeeded", func(js []jobs.Job) bool {
 		n := 0
