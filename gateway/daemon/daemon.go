@@ -409,12 +409,8 @@ func (d *Daemon) addDevice(ctx context.Context, cfg *config.Config, dev *config.
 	if err != nil {
 		return err
 	}
-	dc, err := cfg.DeviceConfig(dev.ID)
-	if err != nil {
+	if err := d.attach(ctx, cfg, dev, p); err != nil {
 		return err
-	}
-	if err := p.Attach(ctx, dc); err != nil {
-		return fmt.Errorf("attach %s: %w", dev.ID, err)
 	}
 	l := d.newLink(dev.ID)
 	id := dev.ID
@@ -447,7 +443,26 @@ func (d *Daemon) addDevice(ctx context.Context, cfg *config.Config, dev *config.
 	return nil
 }
 
+// attach hands dev to its plugin.
+func (d *Daemon) attach(ctx context.Context, cfg *config.Config, dev *config.Device, p plugins.Plugin) error {
+	dc, err := cfg.DeviceConfig(dev.ID)
+	if err != nil {
+		return err
+	}
+	if err := p.Attach(ctx, dc); err != nil {
+		return fmt.Errorf("attach %s: %w", dev.ID, err)
+	}
+	return nil
+}
+
 func (d *Daemon) removeDevice(ctx context.Context, cfg *config.Config, dev *config.Device) {
+	d.detachDevice(ctx, cfg, dev)
+	d.removeChild(dev.ID)
+}
+
+// detachDevice stops dev's bridge and detaches it from its plugin; its
+// uplink stays.
+func (d *Daemon) detachDevice(ctx context.Context, cfg *config.Config, dev *config.Device) {
 	d.bridges.Remove(dev.ID)
 	if bus := cfg.Bus(dev.Bus); bus != nil {
 		if p, err := d.plugin(bus.Plugin); err == nil {
@@ -456,7 +471,28 @@ func (d *Daemon) removeDevice(ctx context.Context, cfg *config.Config, dev *conf
 			}
 		}
 	}
-	d.removeChild(dev.ID)
+}
+
+// reattachDevice gives a device whose link is up a new field side: attach
+// with cfg's entry and start its bridge. The uplink is not touched, so the
+// hub sees no disconnect for a configuration change.
+func (d *Daemon) reattachDevice(ctx context.Context, cfg *config.Config, dev *config.Device) error {
+	bus := cfg.Bus(dev.Bus)
+	if bus == nil {
+		return fmt.Errorf("device %s: unknown bus %s", dev.ID, dev.Bus)
+	}
+	p, err := d.plugin(bus.Plugin)
+	if err != nil {
+		return err
+	}
+	if err := d.attach(ctx, cfg, dev, p); err != nil {
+		return err
+	}
+	if err := d.bridges.Add(ctx, specFor(cfg, dev), bus.Plugin); err != nil {
+		_ = p.Detach(ctx, dev.ID)
+		return fmt.Errorf("bridge %s: %w", dev.ID, err)
+	}
+	return nil
 }
 
 func (d *Daemon) removeChild(id string) {

@@ -153,16 +153,22 @@ func (d *Daemon) reconcile(next *config.Config) error {
 			changedBus[b.Name] = true
 		}
 	}
+	// A device gone from next loses its bridge and its uplink; a changed one
+	// only its bridge (re-attached below), so the hub sees no disconnect.
 	var removed []*config.Device
+	changed := map[string]bool{}
 	for i := range cur.Devices {
 		dev := &cur.Devices[i]
 		nd := next.Device(dev.ID)
 		if nd == nil || changedBus[dev.Bus] || !sameJSON(dev, nd) || !sameJSON(cur.Profiles[dev.Profile], next.Profiles[nd.Profile]) {
 			removed = append(removed, dev)
+			if nd != nil {
+				changed[dev.ID] = true
+				d.detachDevice(ctx, cur, dev)
+			} else {
+				d.removeDevice(ctx, cur, dev)
+			}
 		}
-	}
-	for _, dev := range removed {
-		d.removeDevice(ctx, cur, dev)
 	}
 	for i := range cur.Buses {
 		if changedBus[cur.Buses[i].Name] {
@@ -193,16 +199,23 @@ func (d *Daemon) reconcile(next *config.Config) error {
 	var ids []string
 	for i := range next.Devices {
 		dev := &next.Devices[i]
-		if d.childLink(dev.ID) == nil {
-			if err := d.addDevice(ctx, next, dev); err != nil {
-				d.log.Error("add device", "device", dev.ID, "error", err)
+		switch {
+		case changed[dev.ID]:
+			if err := d.reattachDevice(ctx, next, dev); err != nil {
+				d.log.Error("restart device", "device", dev.ID, "error", err)
 			} else if rewrite[dev.ID] {
 				// The twin sync will not deliver an unchanged desired config
 				// again; the restarted bridge gets it from the cache.
 				d.restoreDeviceDesired(ctx, dev.ID, d.childLink(dev.ID), true)
 			}
-			ids = append(ids, dev.ID)
+		case d.childLink(dev.ID) == nil:
+			if err := d.addDevice(ctx, next, dev); err != nil {
+				d.log.Error("add device", "device", dev.ID, "error", err)
+			}
+		default:
+			continue
 		}
+		ids = append(ids, dev.ID)
 	}
 	sort.Strings(ids)
 	if len(removed) > 0 || len(ids) > 0 {

@@ -112,9 +112,15 @@ func TestReconcileRedeliversDesiredConfig(t *testing.T) {
 
 	// A new poll interval restarts the bridge but writes nothing: the
 	// config job would be queued by now (submission is synchronous).
+	link := s.d.childLink("pump-1")
 	reconcile(`{"devices":[{"id":"pump-1","poll":"80ms"}]}`)
 	if n := len(s.jobsOf("pump-1")); n != before {
 		t.Fatalf("%d jobs after a poll-only change, want %d", n, before)
+	}
+	// Only the field side restarted: the uplink (link and its connection)
+	// is the same, so the hub sees no disconnect.
+	if s.d.childLink("pump-1") != link {
+		t.Fatal("the device's uplink was restarted for a poll change")
 	}
 
 	reconcile(`{"devices":[{"id":"pump-1","poll":"80ms","address":9}]}`)
