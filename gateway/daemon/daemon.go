@@ -401,15 +401,8 @@ func (d *Daemon) closeBus(ctx context.Context, b *config.Bus) {
 
 // addDevice attaches a device to its plugin, starts bridging it and connects its identity upstream.
 func (d *Daemon) addDevice(ctx context.Context, cfg *config.Config, dev *config.Device) error {
-	bus := cfg.Bus(dev.Bus)
-	if bus == nil {
-		return fmt.Errorf("device %s: unknown bus %s", dev.ID, dev.Bus)
-	}
-	p, err := d.plugin(bus.Plugin)
+	p, pluginName, err := d.attach(ctx, cfg, dev)
 	if err != nil {
-		return err
-	}
-	if err := d.attach(ctx, cfg, dev, p); err != nil {
 		return err
 	}
 	l := d.newLink(dev.ID)
@@ -435,7 +428,7 @@ func (d *Daemon) addDevice(ctx context.Context, cfg *config.Config, dev *config.
 	d.mu.Unlock()
 	d.wg.Add(1)
 	go func() { defer d.wg.Done(); defer close(c.done); l.run(cctx) }()
-	if err := d.bridges.Add(ctx, specFor(cfg, dev), bus.Plugin); err != nil {
+	if err := d.bridges.Add(ctx, specFor(cfg, dev), pluginName); err != nil {
 		d.removeChild(dev.ID)
 		_ = p.Detach(ctx, dev.ID)
 		return fmt.Errorf("bridge %s: %w", dev.ID, err)
@@ -443,16 +436,24 @@ func (d *Daemon) addDevice(ctx context.Context, cfg *config.Config, dev *config.
 	return nil
 }
 
-// attach hands dev to its plugin.
-func (d *Daemon) attach(ctx context.Context, cfg *config.Config, dev *config.Device, p plugins.Plugin) error {
+// attach hands dev to the plugin of its bus and returns that plugin.
+func (d *Daemon) attach(ctx context.Context, cfg *config.Config, dev *config.Device) (plugins.Plugin, string, error) {
+	bus := cfg.Bus(dev.Bus)
+	if bus == nil {
+		return nil, "", fmt.Errorf("device %s: unknown bus %s", dev.ID, dev.Bus)
+	}
+	p, err := d.plugin(bus.Plugin)
+	if err != nil {
+		return nil, "", err
+	}
 	dc, err := cfg.DeviceConfig(dev.ID)
 	if err != nil {
-		return err
+		return nil, "", err
 	}
 	if err := p.Attach(ctx, dc); err != nil {
-		return fmt.Errorf("attach %s: %w", dev.ID, err)
+		return nil, "", fmt.Errorf("attach %s: %w", dev.ID, err)
 	}
-	return nil
+	return p, bus.Plugin, nil
 }
 
 func (d *Daemon) removeDevice(ctx context.Context, cfg *config.Config, dev *config.Device) {
@@ -477,18 +478,11 @@ func (d *Daemon) detachDevice(ctx context.Context, cfg *config.Config, dev *conf
 // with cfg's entry and start its bridge. The uplink is not touched, so the
 // hub sees no disconnect for a configuration change.
 func (d *Daemon) reattachDevice(ctx context.Context, cfg *config.Config, dev *config.Device) error {
-	bus := cfg.Bus(dev.Bus)
-	if bus == nil {
-		return fmt.Errorf("device %s: unknown bus %s", dev.ID, dev.Bus)
-	}
-	p, err := d.plugin(bus.Plugin)
+	p, pluginName, err := d.attach(ctx, cfg, dev)
 	if err != nil {
 		return err
 	}
-	if err := d.attach(ctx, cfg, dev, p); err != nil {
-		return err
-	}
-	if err := d.bridges.Add(ctx, specFor(cfg, dev), bus.Plugin); err != nil {
+	if err := d.bridges.Add(ctx, specFor(cfg, dev), pluginName); err != nil {
 		_ = p.Detach(ctx, dev.ID)
 		return fmt.Errorf("bridge %s: %w", dev.ID, err)
 	}
