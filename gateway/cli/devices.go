@@ -15,13 +15,8 @@ func (t *tools) devicesCmd() *cobra.Command {
 		Short: "List the field devices and their connection state",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			api, err := t.connect(&f, false)
-			if err != nil {
-				return err
-			}
-			defer api.close()
 			var list localapi.DeviceList
-			if err := api.request(cmdContext(cmd), "GET", "/v1/devices", nil, &list); err != nil {
+			if err := t.get(cmd, &f, "/v1/devices", &list); err != nil {
 				return err
 			}
 			if asJSON, _ := f.json(); asJSON {

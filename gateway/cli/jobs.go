@@ -33,17 +33,12 @@ func (t *tools) jobsListCmd(use string) *cobra.Command {
 		Short: "List the gateway's device jobs, newest first",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			api, err := t.connect(&f, false)
-			if err != nil {
-				return err
-			}
-			defer api.close()
 			path := "/v1/jobs"
 			if device != "" {
 				path += "?" + url.Values{"device": {device}}.Encode()
 			}
 			var list localapi.JobList
-			if err := api.request(cmdContext(cmd), "GET", path, nil, &list); err != nil {
+			if err := t.get(cmd, &f, path, &list); err != nil {
 				return err
 			}
 			if asJSON, _ := f.json(); asJSON {
@@ -77,13 +72,8 @@ func (t *tools) jobsShowCmd() *cobra.Command {
 		Short: "Show one job in full: what it was asked to do, its attempts and its result",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			api, err := t.connect(&f, false)
-			if err != nil {
-				return err
-			}
-			defer api.close()
 			var j localapi.JobDetail
-			if err := api.request(cmdContext(cmd), "GET", "/v1/jobs/"+url.PathEscape(args[0]), nil, &j); err != nil {
+			if err := t.get(cmd, &f, "/v1/jobs/"+url.PathEscape(args[0]), &j); err != nil {
 				return err
 			}
 			if asJSON, _ := f.json(); asJSON {

@@ -16,13 +16,8 @@ func (t *tools) statusCmd() *cobra.Command {
 		Short: "Show the gateway's health: uplink, plugins, buses, outbox",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			api, err := t.connect(&f, false)
-			if err != nil {
-				return err
-			}
-			defer api.close()
 			var st localapi.Status
-			if err := api.request(cmdContext(cmd), "GET", "/v1/status", nil, &st); err != nil {
+			if err := t.get(cmd, &f, "/v1/status", &st); err != nil {
 				return err
 			}
 			if asJSON, _ := f.json(); asJSON {

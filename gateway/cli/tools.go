@@ -57,6 +57,16 @@ func (t *tools) connect(f *apiFlags, needsToken bool) (*apiClient, error) {
 	return c, nil
 }
 
+// get reads one resource of the local API into out (no token needed).
+func (t *tools) get(cmd *cobra.Command, f *apiFlags, path string, out any) error {
+	api, err := t.connect(f, false)
+	if err != nil {
+		return err
+	}
+	defer api.close()
+	return api.request(cmdContext(cmd), "GET", path, nil, out)
+}
+
 // printJSON writes v indented, for -o json.
 func (t *tools) printJSON(v any) error {
 	b, err := json.MarshalIndent(v, "", "  ")

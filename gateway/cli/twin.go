@@ -11,13 +11,8 @@ func (t *tools) twinCmd() *cobra.Command {
 		Short: "Show the cached twin of a device (or of the gateway: its own id)",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			api, err := t.connect(&f, false)
-			if err != nil {
-				return err
-			}
-			defer api.close()
 			var tw map[string]any
-			if err := api.request(cmdContext(cmd), "GET", devicePath(args[0], "twin"), nil, &tw); err != nil {
+			if err := t.get(cmd, &f, devicePath(args[0], "twin"), &tw); err != nil {
 				return err
 			}
 			// A twin is a JSON document; the table view is the same indented JSON.
