@@ -1,20 +1,16 @@
 package daemon
 
 import (
-	"bufio"
-	"bytes"
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"os"
-	"os/exec"
-	"syscall"
 	"testing"
 	"time"
 
 	"github.com/drover-iot/drover/bridges"
 	"github.com/drover-iot/drover/gateway/jobs"
+	"github.com/drover-iot/drover/internal/crashtest"
 )
 
 // helperEnv names the directory a TestDaemonHelperProcess child works in.
@@ -84,46 +80,5 @@ func TestConfigJobCrashRecovery(t *testing.T) {
 // with SIGKILL.
 func killHelper(t *testing.T, dir string) {
 	t.Helper()
-	cmd := exec.Command(os.Args[0], "-test.run=^TestDaemonHelperProcess$", "-test.count=1")
-	cmd.Env = append(os.Environ(), helperEnv+"="+dir)
-	var stderr bytes.Buffer
-	cmd.Stderr = &stderr
-	out, err := cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	ready := make(chan bool, 1)
-	go func() {
-		sc := bufio.NewScanner(out)
-		for sc.Scan() {
-			if sc.Text() == "READY" {
-				ready <- true
-				return
-			}
-		}
-		ready <- false
-	}()
-	select {
-	case ok := <-ready:
-		if !ok {
-			_ = cmd.Process.Kill()
-			_ = cmd.Wait()
-			t.Fatalf("helper ended before READY; stderr:\n%s", stderr.String())
-		}
-	case <-time.After(waitLimit):
-		_ = cmd.Process.Kill()
-		_ = cmd.Wait()
-		t.Fatalf("helper not READY within %v; stderr:\n%s", waitLimit, stderr.String())
-	}
-	if err := cmd.Process.Signal(syscall.SIGKILL); err != nil {
-		t.Fatal(err)
-	}
-	err = cmd.Wait()
-	var ee *exec.ExitError
-	if !errors.As(err, &ee) || ee.Sys().(syscall.WaitStatus).Signal() != syscall.SIGKILL {
-		t.Fatalf("helper did not die of SIGKILL: %v", err)
-	}
+	crashtest.KillAtReady(t, "TestDaemonHelperProcess", waitLimit, helperEnv+"="+dir)
 }

@@ -1,24 +1,21 @@
 package jobs
 
 import (
-	"bufio"
-	"bytes"
 	"context"
 	"database/sql"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"sort"
 	"strings"
 	"sync/atomic"
-	"syscall"
 	"testing"
 	"time"
 
 	"github.com/drover-iot/drover/gateway/config"
+	"github.com/drover-iot/drover/internal/crashtest"
 )
 
 // helperEnv names the database a TestHelperProcess child works on.
@@ -80,48 +77,7 @@ func TestCrashRecovery(t *testing.T) {
 		t.Skip("inside the helper process")
 	}
 	path := filepath.Join(t.TempDir(), "gw.db")
-	cmd := exec.Command(os.Args[0], "-test.run=^TestHelperProcess$", "-test.count=1")
-	cmd.Env = append(os.Environ(), helperEnv+"="+path)
-	var stderr bytes.Buffer
-	cmd.Stderr = &stderr
-	out, err := cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	ready := make(chan bool, 1)
-	go func() {
-		sc := bufio.NewScanner(out)
-		for sc.Scan() {
-			if sc.Text() == "READY" {
-				ready <- true
-				return
-			}
-		}
-		ready <- false
-	}()
-	select {
-	case ok := <-ready:
-		if !ok {
-			cmd.Process.Kill()
-			cmd.Wait()
-			t.Fatalf("helper ended before READY; stderr:\n%s", stderr.String())
-		}
-	case <-time.After(waitFor):
-		cmd.Process.Kill()
-		cmd.Wait()
-		t.Fatalf("helper not READY within %v; stderr:\n%s", waitFor, stderr.String())
-	}
-	if err := cmd.Process.Signal(syscall.SIGKILL); err != nil {
-		t.Fatal(err)
-	}
-	err = cmd.Wait()
-	var ee *exec.ExitError
-	if !errors.As(err, &ee) || ee.Sys().(syscall.WaitStatus).Signal() != syscall.SIGKILL {
-		t.Fatalf("helper did not die of SIGKILL: %v", err)
-	}
+	crashtest.KillAtReady(t, "TestHelperProcess", waitFor, helperEnv+"="+path)
 
 	db := openDB(t, path)
 	before := jobsByDevice(t, db)
