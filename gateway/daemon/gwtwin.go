@@ -59,6 +59,7 @@ func (d *Daemon) reportGateway() {
 		"devices": devs,
 		"config":  map[string]any{"hash": config.Hash(cfg), "file": cfg.File},
 		"jobs":    d.jobCounts(),
+		"memory":  memorySummary(),
 	}
 	if d.box != nil {
 		if st, err := d.box.Stats(context.Background()); err == nil {

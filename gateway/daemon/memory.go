@@ -72,3 +72,16 @@ func procStatus(keys ...string) map[string]uint64 {
 	}
 	return out
 }
+
+// memorySummary is the gateway twin's reported.memory: resident memory and
+// the Go heap in MB (one decimal), and the goroutine count, so an operator
+// sees a leak or a box running short without logging in.
+func memorySummary() map[string]any {
+	m := memoryStats()
+	mb := func(k string) float64 {
+		v, _ := m[k].(uint64)
+		return float64(v*10/(1<<20)) / 10
+	}
+	return map[string]any{"rssMB": mb("VmRSS"), "anonMB": mb("RssAnon"), "goHeapMB": mb("goHeapObjects"),
+		"goStacksMB": mb("goStacks"), "goroutines": m["goroutines"]}
+}

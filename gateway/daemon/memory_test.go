@@ -26,3 +26,20 @@ func TestMemoryStats(t *testing.T) {
 		}
 	}
 }
+
+// TestMemorySummary: the gateway twin's memory section has its keys, in MB.
+func TestMemorySummary(t *testing.T) {
+	m := memorySummary()
+	heap, _ := m["goHeapMB"].(float64)
+	if heap <= 0 || heap > 1<<20 {
+		t.Errorf("goHeapMB %v", m["goHeapMB"])
+	}
+	if n, _ := m["goroutines"].(int); n < 1 {
+		t.Errorf("goroutines %v", m["goroutines"])
+	}
+	if runtime.GOOS == "linux" {
+		if rss, _ := m["rssMB"].(float64); rss <= 0 {
+			t.Errorf("rssMB %v", m["rssMB"])
+		}
+	}
+}
