@@ -43,7 +43,8 @@ func TestHelperProcess(t *testing.T) {
 		return nil, ctx.Err()
 	})
 	ex.resumable = map[string]bool{KindFirmware: true}
-	q, err := New(ctx, db, Options{Executor: ex})
+	// Every progress update stored: READY waits for the 40% to be on disk.
+	q, err := New(ctx, db, Options{Executor: ex, ProgressEvery: time.Nanosecond})
 	if err != nil {
 		t.Fatal(err)
 	}

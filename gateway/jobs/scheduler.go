@@ -379,7 +379,10 @@ func (q *Queue) execute(ctx, rctx context.Context, j Job) {
 		return // cancelled meanwhile
 	}
 	log.Info("job started", "attempt", rj.Attempts, "resumes", rj.Resumes)
-	p := &progress{q: q, ctx: wctx, id: j.ID, pct: rj.Progress, msg: rj.Message}
+	// The start was just stored: progress within ProgressEvery of it waits
+	// for the next store or for finish (a short job costs three commits:
+	// queued, running, ended).
+	p := &progress{q: q, ctx: wctx, id: j.ID, pct: rj.Progress, msg: rj.Message, last: q.clock.Now()}
 	res, xerr := q.call(rctx, rj, p.update)
 	p.stop()
 	q.finish(ctx, rctx, rj, p, res, xerr)
@@ -518,7 +521,8 @@ func (q *Queue) verify(ctx, rctx context.Context, j Job) {
 	}
 }
 
-// progress stores an executor's progress, at most every ProgressEvery.
+// progress stores an executor's progress, at most every ProgressEvery
+// (counted from the job's start).
 type progress struct {
 	q   *Queue
 	ctx context.Context
@@ -541,7 +545,7 @@ func (p *progress) update(pct int, msg string) {
 	}
 	p.pct, p.msg = pct, msg
 	now := p.q.clock.Now()
-	if now.Sub(p.last) < p.q.opts.ProgressEvery && pct != 100 {
+	if now.Sub(p.last) < p.q.opts.ProgressEvery {
 		return // finish stores the latest
 	}
 	p.last = now
