@@ -24,7 +24,7 @@ func handOverHarness(t *testing.T, err error) (*harness, *recorder[handOver]) {
 	subs := &recorder[handOver]{}
 	h := newHarness(t, func(o *Options) {
 		o.SubmitConfig = func(id string, v int64, cfg map[string]any) error {
-			subs.add(handOver{id, v, maps.Clone(cfg)})
+			subs.Add(handOver{id, v, maps.Clone(cfg)})
 			return err
 		}
 	})
@@ -46,7 +46,7 @@ func TestSubmitConfigHandsOver(t *testing.T) {
 	if err := h.b.Desired("pump-1", cfg, 4); err != nil {
 		t.Fatal(err)
 	}
-	got := subs.await(t, "hand-over of v4", func(s []handOver) bool { return len(s) == 1 })
+	got := subs.Await(t, waitLimit, "hand-over of v4", func(s []handOver) bool { return len(s) == 1 })
 	if got[0].Device != "pump-1" || got[0].Version != 4 || got[0].Config["setpoint"] != 23.5 {
 		t.Fatalf("handed over %+v", got[0])
 	}
@@ -54,7 +54,7 @@ func TestSubmitConfigHandsOver(t *testing.T) {
 	// A whole poll cycle and the standalone retry delay pass: a poller that
 	// meant to write would have done it before polling (writes go first).
 	h.tick(time.Minute, "pump-1")
-	if w := ops(h.plug.log.all(), "write", ""); len(w) != 0 {
+	if w := ops(h.plug.log.All(), "write", ""); len(w) != 0 {
 		t.Fatalf("the poller wrote a handed-over config: %v", w)
 	}
 	// Repeats and stale versions are not handed over again.
@@ -69,10 +69,10 @@ func TestSubmitConfigHandsOver(t *testing.T) {
 		t.Fatalf("ApplyConfig = %+v, %v; want applied v4", res, err)
 	}
 	awaitConfig(t, h, ConfigApplied, 4)
-	if w := ops(h.plug.log.all(), "write", ""); len(w) != 1 {
+	if w := ops(h.plug.log.All(), "write", ""); len(w) != 1 {
 		t.Fatalf("writes = %v, want one", w)
 	}
-	h.sink.await(t, "new setpoint in reported.points", func(evs []event) bool {
+	h.sink.Await(t, waitLimit, "new setpoint in reported.points", func(evs []event) bool {
 		for _, p := range sections(evs, "pump-1", "points") {
 			if p["setpoint"] == 23.5 {
 				return true
@@ -80,14 +80,14 @@ func TestSubmitConfigHandsOver(t *testing.T) {
 		}
 		return false
 	})
-	if n := len(subs.all()); n != 1 {
+	if n := len(subs.All()); n != 1 {
 		t.Fatalf("%d hand-overs, want 1", n)
 	}
 	// Settled: applying it again answers the same without a write.
 	if res, err := h.b.ApplyConfig(context.Background(), "pump-1", 4, cfg); err != nil || res.Status != ConfigApplied {
 		t.Fatalf("second ApplyConfig = %+v, %v", res, err)
 	}
-	if w := ops(h.plug.log.all(), "write", ""); len(w) != 1 {
+	if w := ops(h.plug.log.All(), "write", ""); len(w) != 1 {
 		t.Fatalf("writes after a repeat = %v, want one", w)
 	}
 }
@@ -160,7 +160,7 @@ func TestApplyConfigOutcomes(t *testing.T) {
 			if res.Status != tt.wantStatus || res.Version != 2 || len(res.Errors) != len(tt.wantErrs) {
 				t.Errorf("ApplyConfig(%v) = %+v, want %s v2 with errors %v", tt.config, res, tt.wantStatus, tt.wantErrs)
 			}
-			if w := ops(h.plug.log.all(), "write", ""); len(w) != tt.wantWrites {
+			if w := ops(h.plug.log.All(), "write", ""); len(w) != tt.wantWrites {
 				t.Errorf("writes = %v, want %d", w, tt.wantWrites)
 			}
 			if tt.pluginDown {
@@ -184,7 +184,7 @@ func TestApplyConfigTransientThenApplied(t *testing.T) {
 	if _, err := h.b.ApplyConfig(context.Background(), "pump-1", 7, cfg); !errors.Is(err, ErrTransient) {
 		t.Fatalf("first ApplyConfig err = %v, want ErrTransient", err)
 	}
-	h.sink.await(t, "pending with the error", func(evs []event) bool {
+	h.sink.Await(t, waitLimit, "pending with the error", func(evs []event) bool {
 		s := sections(evs, "pump-1", "config")
 		return len(s) == 2 && s[1]["status"] == ConfigPending && s[1]["errors"] != nil
 	})
@@ -207,12 +207,12 @@ func TestApplyConfigSuperseded(t *testing.T) {
 				t.Fatal(err)
 			}
 		}
-		subs.await(t, "two hand-overs", func(s []handOver) bool { return len(s) == 2 })
+		subs.Await(t, waitLimit, "two hand-overs", func(s []handOver) bool { return len(s) == 2 })
 		res, err := h.b.ApplyConfig(context.Background(), "pump-1", 1, map[string]any{"setpoint": 21.5})
 		if err != nil || res.Status != ConfigSuperseded {
 			t.Fatalf("ApplyConfig(v1) = %+v, %v; want superseded", res, err)
 		}
-		if w := ops(h.plug.log.all(), "write", ""); len(w) != 0 {
+		if w := ops(h.plug.log.All(), "write", ""); len(w) != 0 {
 			t.Fatalf("a superseded version was written: %v", w)
 		}
 	})
@@ -232,7 +232,7 @@ func TestApplyConfigSuperseded(t *testing.T) {
 			res, err := h.b.ApplyConfig(context.Background(), "pump-1", 1, v1)
 			done <- outcome{res, err}
 		}()
-		h.plug.entered.await(t, "v1 write on the bus", func(s []string) bool { return len(s) == 1 })
+		h.plug.entered.Await(t, waitLimit, "v1 write on the bus", func(s []string) bool { return len(s) == 1 })
 		if err := h.b.Desired("pump-1", map[string]any{"setpoint": 22.5}, 2); err != nil {
 			t.Fatal(err)
 		}
@@ -241,7 +241,7 @@ func TestApplyConfigSuperseded(t *testing.T) {
 		if o.err != nil || o.res.Status != ConfigSuperseded {
 			t.Fatalf("ApplyConfig(v1) = %+v, %v; want superseded", o.res, o.err)
 		}
-		for _, s := range sections(h.sink.all(), "pump-1", "config") {
+		for _, s := range sections(h.sink.All(), "pump-1", "config") {
 			if s["version"] == int64(1) && s["status"] != ConfigPending {
 				t.Fatalf("superseded v1 reported %v", s)
 			}
@@ -256,7 +256,7 @@ func TestSubmitConfigFailureFallsBack(t *testing.T) {
 	if err := h.b.Desired("pump-1", map[string]any{"setpoint": 25.5}, 3); err != nil {
 		t.Fatal(err)
 	}
-	subs.await(t, "the failed hand-over", func(s []handOver) bool { return len(s) == 1 })
+	subs.Await(t, waitLimit, "the failed hand-over", func(s []handOver) bool { return len(s) == 1 })
 	awaitConfig(t, h, ConfigApplied, 3)
 }
 

@@ -68,12 +68,12 @@ func TestCustomMethods(t *testing.T) {
 					d.writeErr[k] = v
 				}
 			})
-			before := len(ops(h.plug.log.all(), "read", "pump-1"))
+			before := len(ops(h.plug.log.All(), "read", "pump-1"))
 			st, body := h.invoke("pump-1", tt.method, tt.payload)
 			if st != tt.want || (tt.wantBody != "" && fmt.Sprint(body) != tt.wantBody) || (tt.wantErr != "" && !contains(body["error"], tt.wantErr)) {
 				t.Fatalf("%s %s = %d %v; want %d %s %q", tt.method, tt.payload, st, body, tt.want, tt.wantBody, tt.wantErr)
 			}
-			writes := ops(h.plug.log.all(), "write", "pump-1")
+			writes := ops(h.plug.log.All(), "write", "pump-1")
 			got := ""
 			if len(writes) > 0 {
 				got = fmt.Sprint(writes[0].Writes)
@@ -81,7 +81,7 @@ func TestCustomMethods(t *testing.T) {
 			if len(writes) > 1 || got != tt.wantWrite {
 				t.Fatalf("plugin writes = %v, want %s", writes, tt.wantWrite)
 			}
-			reads := ops(h.plug.log.all(), "read", "pump-1")[before:]
+			reads := ops(h.plug.log.All(), "read", "pump-1")[before:]
 			inUseRead := len(reads) > 0 && len(reads[0].Points) == 1 && reads[0].Points[0] == "running"
 			if inUseRead != tt.wantInUseQ {
 				t.Fatalf("in-use read = %v (reads %v), want %v", inUseRead, reads, tt.wantInUseQ)
@@ -136,7 +136,7 @@ func TestCheck(t *testing.T) {
 			}
 		})
 	}
-	if w := ops(h.plug.log.all(), "write", ""); len(w) != 0 {
+	if w := ops(h.plug.log.All(), "write", ""); len(w) != 0 {
 		t.Fatalf("Check reached the plugin: %v", w)
 	}
 	t.Run("unsupported capability", func(t *testing.T) {

@@ -33,7 +33,7 @@ func configHarness(t *testing.T) *harness {
 func awaitConfig(t *testing.T, h *harness, status string, version int64) []map[string]any {
 	t.Helper()
 	var out []map[string]any
-	h.sink.await(t, fmt.Sprintf("config %s v%d", status, version), func(evs []event) bool {
+	h.sink.Await(t, waitLimit, fmt.Sprintf("config %s v%d", status, version), func(evs []event) bool {
 		out = sections(evs, "pump-1", "config")
 		return len(out) > 0 && out[len(out)-1]["status"] == status && out[len(out)-1]["version"] == version
 	})
@@ -85,7 +85,7 @@ func TestDesiredConfig(t *testing.T) {
 			if tt.wantWrites != "" && (len(secs) != 2 || secs[0]["status"] != ConfigPending) {
 				t.Fatalf("config sections = %v, want pending then %s", secs, tt.wantStatus)
 			}
-			writes := ops(h.plug.log.all(), "write", "pump-1")
+			writes := ops(h.plug.log.All(), "write", "pump-1")
 			got := ""
 			if len(writes) > 0 {
 				got = fmt.Sprint(writes[0].Writes)
@@ -102,7 +102,7 @@ func TestDesiredConfigRefreshesWrittenPoints(t *testing.T) {
 	if err := h.b.Desired("pump-1", map[string]any{"setpoint": 23.5}, 1); err != nil {
 		t.Fatal(err)
 	}
-	h.sink.await(t, "new setpoint in reported.points", func(evs []event) bool {
+	h.sink.Await(t, waitLimit, "new setpoint in reported.points", func(evs []event) bool {
 		for _, p := range sections(evs, "pump-1", "points") {
 			if p["setpoint"] == 23.5 {
 				return true
@@ -119,7 +119,7 @@ func TestDesiredConfigSameVersionIsNoOp(t *testing.T) {
 		t.Fatal(err)
 	}
 	awaitConfig(t, h, ConfigApplied, 4)
-	n := len(h.sink.all())
+	n := len(h.sink.All())
 	for _, v := range []int64{4, 3} { // same again (reconnect), then stale
 		if err := h.b.Desired("pump-1", map[string]any{"setpoint": 30.5}, v); err != nil {
 			t.Fatal(err)
@@ -132,10 +132,10 @@ func TestDesiredConfigSameVersionIsNoOp(t *testing.T) {
 	awaitConfig(t, h, ConfigRejected, 5)
 	// (The re-read of the written point may publish meanwhile; only config
 	// sections matter here.)
-	if cfg := sections(h.sink.all()[n:], "pump-1", "config"); len(cfg) != 1 {
+	if cfg := sections(h.sink.All()[n:], "pump-1", "config"); len(cfg) != 1 {
 		t.Fatalf("config after repeats: %v, want only the v5 rejection", cfg)
 	}
-	if w := ops(h.plug.log.all(), "write", ""); len(w) != 1 {
+	if w := ops(h.plug.log.All(), "write", ""); len(w) != 1 {
 		t.Fatalf("writes = %v, want the v4 one only", w)
 	}
 }
@@ -149,7 +149,7 @@ func TestDesiredConfigNewerVersionSupersedes(t *testing.T) {
 	if err := h.b.Desired("pump-1", map[string]any{"setpoint": 21.5}, 1); err != nil {
 		t.Fatal(err)
 	}
-	h.plug.entered.await(t, "v1 write on the bus", func(s []string) bool { return len(s) == 1 })
+	h.plug.entered.Await(t, waitLimit, "v1 write on the bus", func(s []string) bool { return len(s) == 1 })
 	if err := h.b.Desired("pump-1", map[string]any{"setpoint": 22.5}, 2); err != nil {
 		t.Fatal(err)
 	}
@@ -161,7 +161,7 @@ func TestDesiredConfigNewerVersionSupersedes(t *testing.T) {
 			t.Fatalf("superseded v1 reported %v", s)
 		}
 	}
-	writes := ops(h.plug.log.all(), "write", "")
+	writes := ops(h.plug.log.All(), "write", "")
 	if len(writes) != 2 || writes[1].Writes[0].Value.Float != 22.5 {
 		t.Fatalf("writes = %v, want v1 then v2", writes)
 	}
@@ -173,7 +173,7 @@ func TestDesiredConfigRetriesTransientFailures(t *testing.T) {
 	if err := h.b.Desired("pump-1", map[string]any{"setpoint": 24.5}, 7); err != nil {
 		t.Fatal(err)
 	}
-	h.sink.await(t, "pending with the error", func(evs []event) bool {
+	h.sink.Await(t, waitLimit, "pending with the error", func(evs []event) bool {
 		s := sections(evs, "pump-1", "config")
 		return len(s) == 2 && s[1]["status"] == ConfigPending && s[1]["errors"] != nil
 	})

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/drover-iot/drover/bridges/bus"
+	"github.com/drover-iot/drover/internal/eventlog"
 	"github.com/drover-iot/drover/plugins"
 	"go.uber.org/goleak"
 )
@@ -25,52 +26,7 @@ const waitLimit = 10 * time.Second
 var start = time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
 
 // recorder is an append-only log that tests can wait on.
-type recorder[T any] struct {
-	mu     sync.Mutex
-	items  []T
-	notify chan struct{}
-}
-
-func (r *recorder[T]) add(v T) {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	r.items = append(r.items, v)
-	if r.notify != nil {
-		close(r.notify)
-		r.notify = nil
-	}
-}
-
-func (r *recorder[T]) all() []T {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	return slices.Clone(r.items)
-}
-
-// await waits until pred holds for the log.
-func (r *recorder[T]) await(t *testing.T, what string, pred func([]T) bool) []T {
-	t.Helper()
-	deadline := time.NewTimer(waitLimit)
-	defer deadline.Stop()
-	for {
-		r.mu.Lock()
-		if pred(r.items) {
-			items := slices.Clone(r.items)
-			r.mu.Unlock()
-			return items
-		}
-		if r.notify == nil {
-			r.notify = make(chan struct{})
-		}
-		ch := r.notify
-		r.mu.Unlock()
-		select {
-		case <-ch:
-		case <-deadline.C:
-			t.Fatalf("timed out waiting for %s; log: %v", what, r.all())
-		}
-	}
-}
+type recorder[T any] = eventlog.Log[T]
 
 // fakeClock is a manual Clock.
 type fakeClock struct {
@@ -276,7 +232,7 @@ func (f *fakePlugin) Flash(context.Context, plugins.FlashRequest, func(plugins.F
 func (f *fakePlugin) Read(ctx context.Context, id string, points []string) ([]plugins.PointValue, error) {
 	leave, err := f.enter("read", id)
 	defer leave()
-	defer func() { f.log.add(txn{Op: "read", Device: id, Points: slices.Clone(points), Err: err}) }()
+	defer func() { f.log.Add(txn{Op: "read", Device: id, Points: slices.Clone(points), Err: err}) }()
 	if err != nil {
 		return nil, err
 	}
@@ -297,7 +253,7 @@ func (f *fakePlugin) Read(ctx context.Context, id string, points []string) ([]pl
 }
 
 func (f *fakePlugin) Write(ctx context.Context, id string, values []plugins.PointWrite) ([]plugins.WriteResult, error) {
-	f.entered.add("write")
+	f.entered.Add("write")
 	if f.gate != nil {
 		select {
 		case <-f.gate:
@@ -307,7 +263,7 @@ func (f *fakePlugin) Write(ctx context.Context, id string, values []plugins.Poin
 	}
 	leave, err := f.enter("write", id)
 	defer leave()
-	defer func() { f.log.add(txn{Op: "write", Device: id, Writes: slices.Clone(values), Err: err}) }()
+	defer func() { f.log.Add(txn{Op: "write", Device: id, Writes: slices.Clone(values), Err: err}) }()
 	if err != nil {
 		return nil, err
 	}
@@ -330,7 +286,7 @@ func (f *fakePlugin) Write(ctx context.Context, id string, values []plugins.Poin
 func (f *fakePlugin) Identify(ctx context.Context, id string) (plugins.Identity, error) {
 	leave, err := f.enter("identify", id)
 	defer leave()
-	defer func() { f.log.add(txn{Op: "identify", Device: id, Err: err}) }()
+	defer func() { f.log.Add(txn{Op: "identify", Device: id, Err: err}) }()
 	if err != nil {
 		return plugins.Identity{}, err
 	}
@@ -343,7 +299,7 @@ func (f *fakePlugin) Identify(ctx context.Context, id string) (plugins.Identity,
 func (f *fakePlugin) manage(op, id string, o plugins.ManageOptions) (err error) {
 	leave, err := f.enter(op, id)
 	defer leave()
-	defer func() { f.log.add(txn{Op: op, Device: id, Force: o.Force, Err: err}) }()
+	defer func() { f.log.Add(txn{Op: op, Device: id, Force: o.Force, Err: err}) }()
 	if err != nil {
 		return err
 	}
@@ -399,10 +355,10 @@ func (e event) String() string {
 type recSink struct{ recorder[event] }
 
 func (s *recSink) Reported(id string, patch map[string]any) {
-	s.add(event{Device: id, Patch: patch})
+	s.Add(event{Device: id, Patch: patch})
 }
 func (s *recSink) Telemetry(id string, values map[string]any, at time.Time) {
-	s.add(event{Device: id, Telemetry: maps.Clone(values), At: at})
+	s.Add(event{Device: id, Telemetry: maps.Clone(values), At: at})
 }
 
 // sections returns, in order, every reported value of one top-level key.
@@ -460,7 +416,7 @@ func newHarness(t *testing.T, tweak func(*Options)) *harness {
 		tweak(&opts)
 	}
 	h.b = New(opts)
-	h.b.cycleDone = func(id string, at time.Time) { h.cycles.add(cycle{id, at}) }
+	h.b.cycleDone = func(id string, at time.Time) { h.cycles.Add(cycle{id, at}) }
 	return h
 }
 
@@ -487,7 +443,7 @@ func (h *harness) run() {
 // awaitCycle waits until device finished the poll cycle due at at.
 func (h *harness) awaitCycle(device string, at time.Time) {
 	h.t.Helper()
-	h.cycles.await(h.t, fmt.Sprintf("cycle of %s at +%v", device, at.Sub(start)), func(cs []cycle) bool {
+	h.cycles.Await(h.t, waitLimit, fmt.Sprintf("cycle of %s at +%v", device, at.Sub(start)), func(cs []cycle) bool {
 		return slices.Contains(cs, cycle{device, at})
 	})
 }

@@ -74,7 +74,7 @@ func TestInvokeRejectsGarbage(t *testing.T) {
 		})
 	}
 	// Nothing above reached the plugin beyond the poller's own calls.
-	for _, x := range h.plug.log.all() {
+	for _, x := range h.plug.log.All() {
 		if x.Op != "read" && x.Op != "identify" {
 			t.Errorf("garbage reached the plugin: %v", x)
 		}
@@ -158,12 +158,12 @@ func TestRebootInUseRule(t *testing.T) {
 				t.Fatalf("%s %s = %d %v; want %d %q", tt.method, tt.payload, st, body, tt.want, tt.wantErr)
 			}
 			op := map[string]string{"reboot": "reboot", "factoryReset": "factory_reset"}[tt.method]
-			calls := ops(h.plug.log.all(), op, "pump-1")
+			calls := ops(h.plug.log.All(), op, "pump-1")
 			if (len(calls) == 1) != tt.wantCall || (tt.wantCall && calls[0].Force != tt.wantForce) {
 				t.Fatalf("plugin calls = %v, want call %v force %v", calls, tt.wantCall, tt.wantForce)
 			}
 			if st == 409 {
-				if s := sections(h.sink.all(), "pump-1", "reboot"); len(s) != 0 {
+				if s := sections(h.sink.All(), "pump-1", "reboot"); len(s) != 0 {
 					t.Fatalf("refusal reported %v", s)
 				}
 			}
@@ -175,8 +175,8 @@ func TestRebootStatusSequence(t *testing.T) {
 	// Threshold 3: two silent probes do not open the breaker.
 	h := methodHarnessWith(t, false, func(o *Options) { o.Breaker.Threshold = 3 })
 	h.plug.with("pump-1", func(d *fakeDev) { d.afterRbt, d.fwAfter = 2, "1.1.0" })
-	h.sink.await(t, "identity at start", func(evs []event) bool { return len(sections(evs, "pump-1", "device")) == 1 })
-	readsBefore := len(ops(h.plug.log.all(), "read", ""))
+	h.sink.Await(t, waitLimit, "identity at start", func(evs []event) bool { return len(sections(evs, "pump-1", "device")) == 1 })
+	readsBefore := len(ops(h.plug.log.All(), "read", ""))
 
 	st, body := h.invoke("pump-1", "reboot", `{}`)
 	if st != 200 || body["status"] != ManageRebooting {
@@ -191,9 +191,9 @@ func TestRebootStatusSequence(t *testing.T) {
 		// earlier would move the probe a second further out.
 		h.clk.awaitTimer(t, h.clk.Now().Add(time.Second))
 		h.clk.Advance(time.Second)
-		h.plug.log.await(t, fmt.Sprintf("probe %d", i), func(l []txn) bool { return len(ops(l, "identify", "")) == 1+i })
+		h.plug.log.Await(t, waitLimit, fmt.Sprintf("probe %d", i), func(l []txn) bool { return len(ops(l, "identify", "")) == 1+i })
 	}
-	evs := h.sink.await(t, "reboot done", func(evs []event) bool {
+	evs := h.sink.Await(t, waitLimit, "reboot done", func(evs []event) bool {
 		s := sections(evs, "pump-1", "reboot")
 		return len(s) == 2 && s[1]["status"] == ManageDone
 	})
@@ -205,14 +205,14 @@ func TestRebootStatusSequence(t *testing.T) {
 	if len(dev) != 2 || dev[1]["firmwareVersion"] != "1.1.0" {
 		t.Fatalf("device sections = %v, want the new firmware after the reboot", dev)
 	}
-	probes := ops(h.plug.log.all(), "identify", "")
+	probes := ops(h.plug.log.All(), "identify", "")
 	if probes[1].Err == nil || probes[2].Err == nil || probes[3].Err != nil {
 		t.Fatalf("probes = %v, want two timeouts then an answer", probes)
 	}
 	// Polling paused while waiting: up to the answering probe (the 4th
 	// identify), the only reads are the polls before and the in-use check.
 	reads, identifies := 0, 0
-	for _, x := range h.plug.log.all() {
+	for _, x := range h.plug.log.All() {
 		if x.Op == "identify" {
 			if identifies++; identifies == 4 {
 				break
@@ -225,7 +225,7 @@ func TestRebootStatusSequence(t *testing.T) {
 	if reads != readsBefore+1 {
 		t.Fatalf("%d reads before the device came back, want %d polls + the in-use check", reads, readsBefore)
 	}
-	h.plug.log.await(t, "poll after reboot", func(l []txn) bool { return len(ops(l, "read", "")) > readsBefore+1 })
+	h.plug.log.Await(t, waitLimit, "poll after reboot", func(l []txn) bool { return len(ops(l, "read", "")) > readsBefore+1 })
 }
 
 func TestFactoryResetFailsWhenDeviceStaysSilent(t *testing.T) {
@@ -237,7 +237,7 @@ func TestFactoryResetFailsWhenDeviceStaysSilent(t *testing.T) {
 	for range 6 {
 		h.clk.Advance(time.Second)
 	}
-	evs := h.sink.await(t, "reset failed", func(evs []event) bool {
+	evs := h.sink.Await(t, waitLimit, "reset failed", func(evs []event) bool {
 		s := sections(evs, "pump-1", "factoryReset")
 		return len(s) == 2 && s[1]["status"] == ManageFailed
 	})
@@ -247,7 +247,7 @@ func TestFactoryResetFailsWhenDeviceStaysSilent(t *testing.T) {
 	}
 	// The device is silent to probes at most once per back-off (threshold 2,
 	// back-off 4s): far fewer than one probe per second.
-	if n := len(ops(h.plug.log.all(), "identify", "")); n > 1+3 {
+	if n := len(ops(h.plug.log.All(), "identify", "")); n > 1+3 {
 		t.Fatalf("%d identify calls, want at most 4", n)
 	}
 }
@@ -259,7 +259,7 @@ func TestRebootPluginFailureIsReported(t *testing.T) {
 	if st != 504 {
 		t.Fatalf("reboot = %d %v, want 504", st, body)
 	}
-	s := sections(h.sink.all(), "pump-1", "reboot")
+	s := sections(h.sink.All(), "pump-1", "reboot")
 	if len(s) != 1 || s[0]["status"] != ManageFailed || !contains(s[0]["error"], "no answer") {
 		t.Fatalf("reboot sections = %v", s)
 	}

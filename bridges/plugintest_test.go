@@ -35,7 +35,7 @@ func TestWithPluginTestFake(t *testing.T) {
 	h.run()
 	h.awaitCycle("pump-1", start)
 
-	evs := h.sink.await(t, "device identity", func(evs []event) bool { return len(sections(evs, "pump-1", "device")) == 1 })
+	evs := h.sink.Await(t, waitLimit, "device identity", func(evs []event) bool { return len(sections(evs, "pump-1", "device")) == 1 })
 	if d := sections(evs, "pump-1", "device")[0]; d["model"] != "fake-pump" || d["firmwareVersion"] != "1.0.0" {
 		t.Fatalf("reported.device = %v", d)
 	}
@@ -67,14 +67,14 @@ func TestWithPluginTestFake(t *testing.T) {
 
 	// The forced reboot is watched: the first probe finds the device back.
 	h.clk.Advance(time.Second)
-	h.sink.await(t, "reboot done", func(evs []event) bool {
+	h.sink.Await(t, waitLimit, "reboot done", func(evs []event) bool {
 		s := sections(evs, "pump-1", "reboot")
 		return len(s) == 2 && s[1]["status"] == ManageDone
 	})
 	if err := h.b.Desired("pump-1", map[string]any{"setpoint": json.Number("22.5")}, 1); err != nil {
 		t.Fatal(err)
 	}
-	h.sink.await(t, "config applied", func(evs []event) bool {
+	h.sink.Await(t, waitLimit, "config applied", func(evs []event) bool {
 		s := sections(evs, "pump-1", "config")
 		return len(s) > 0 && s[len(s)-1]["status"] == ConfigApplied
 	})
@@ -82,7 +82,7 @@ func TestWithPluginTestFake(t *testing.T) {
 	if err := h.b.Desired("pump-1", map[string]any{"setpoint": json.Number("23")}, 2); err != nil {
 		t.Fatal(err)
 	}
-	evs = h.sink.await(t, "config rejected by the plugin", func(evs []event) bool {
+	evs = h.sink.Await(t, waitLimit, "config rejected by the plugin", func(evs []event) bool {
 		s := sections(evs, "pump-1", "config")
 		return len(s) > 0 && s[len(s)-1]["status"] == ConfigRejected
 	})

@@ -28,7 +28,7 @@ func TestPointsDueTogetherArriveInOneRead(t *testing.T) {
 		h.tick(time.Second, "pump-1")
 	}
 	var got []string
-	for _, x := range ops(h.plug.log.all(), "read", "pump-1") {
+	for _, x := range ops(h.plug.log.All(), "read", "pump-1") {
 		got = append(got, fmt.Sprint(x.Points))
 	}
 	want := []string{"[a b c d]", "[a b]", "[a b c]", "[a b d]", "[a b c]", "[a b]", "[a b c d]"}
@@ -64,8 +64,8 @@ func TestPublishesOnChangeWithDeadband(t *testing.T) {
 		{"string change and int change", map[string]any{"mode": "manual", "count": 8}, map[string]any{"mode": "manual", "count": int64(8)}},
 		{"same string again", map[string]any{"mode": "manual"}, nil},
 	}
-	seen := len(h.sink.all())
-	first := telemetry(h.sink.all(), "pump-1")
+	seen := len(h.sink.All())
+	first := telemetry(h.sink.All(), "pump-1")
 	wantFirst := map[string]any{"temperature": 20.25, "running": false, "mode": "auto", "count": int64(7)}
 	if len(first) != 1 || !maps.Equal(first[0], wantFirst) {
 		t.Fatalf("first cycle telemetry = %v, want %v", first, wantFirst)
@@ -73,7 +73,7 @@ func TestPublishesOnChangeWithDeadband(t *testing.T) {
 	for _, st := range steps {
 		set(st.set)
 		at := h.tick(time.Second, "pump-1")
-		evs := h.sink.all()[seen:]
+		evs := h.sink.All()[seen:]
 		seen += len(evs)
 		tel := telemetry(evs, "pump-1")
 		pts := sections(evs, "pump-1", "points")
@@ -113,7 +113,7 @@ func TestConnectionReportedOnTransitionsOnly(t *testing.T) {
 	h.tick(time.Second, "pump-1") // +7: probe answers: online
 	h.tick(time.Second, "pump-1")
 
-	conns := sections(h.sink.all(), "pump-1", "connection")
+	conns := sections(h.sink.All(), "pump-1", "connection")
 	var states []string
 	for _, c := range conns {
 		states = append(states, fmt.Sprint(c["state"]))
@@ -146,7 +146,7 @@ func TestDeadDeviceDoesNotStallTheBus(t *testing.T) {
 	for range seconds {
 		h.tick(time.Second, devices...)
 	}
-	log := h.plug.log.all()
+	log := h.plug.log.All()
 	// Every cycle of the live devices ran: one read per second each.
 	for _, id := range devices[1:] {
 		if n := len(ops(log, "read", id)); n != seconds+1 {
@@ -185,24 +185,24 @@ func TestPluginDownPausesAndMarks(t *testing.T) {
 
 	h.b.PluginState("fake", false)
 	h.b.PluginState("fake", false) // repeated: no second report
-	h.sink.await(t, "plugin-down", func(evs []event) bool {
+	h.sink.Await(t, waitLimit, "plugin-down", func(evs []event) bool {
 		c := sections(evs, "pump-1", "connection")
 		return len(c) == 2 && c[1]["state"] == StatePluginDown
 	})
-	reads := len(ops(h.plug.log.all(), "read", ""))
+	reads := len(ops(h.plug.log.All(), "read", ""))
 	for range 5 {
 		h.clk.Advance(time.Second)
 	}
 	if st, body := h.invoke("pump-1", "read", ""); st != 503 || !contains(body["error"], "plugin fake is down") {
 		t.Fatalf("read while down: %d %v", st, body)
 	}
-	if n := len(ops(h.plug.log.all(), "read", "")); n != reads {
+	if n := len(ops(h.plug.log.All(), "read", "")); n != reads {
 		t.Fatalf("polled while the plugin was down: %d reads, had %d", n, reads)
 	}
 	h.b.PluginState("fake", true)
 	// Back up: everything is polled at once, without waiting for the schedule.
-	h.plug.log.await(t, "read after plugin up", func(l []txn) bool { return len(ops(l, "read", "")) > reads })
-	h.sink.await(t, "online again", func(evs []event) bool {
+	h.plug.log.Await(t, waitLimit, "read after plugin up", func(l []txn) bool { return len(ops(l, "read", "")) > reads })
+	h.sink.Await(t, waitLimit, "online again", func(evs []event) bool {
 		c := sections(evs, "pump-1", "connection")
 		return len(c) == 3 && c[2]["state"] == StateOnline
 	})
@@ -216,7 +216,7 @@ func TestAddWhileRunningAndRemove(t *testing.T) {
 	h.awaitCycle("pump-1", start)
 	h.b.Remove("pump-1")
 	h.b.Remove("pump-1") // twice: nothing
-	n := len(h.sink.all())
+	n := len(h.sink.All())
 	h.clk.Advance(10 * time.Second)
 	if st, _ := h.invoke("pump-1", "read", ""); st != 404 {
 		t.Fatalf("read after Remove: %d, want 404", st)
@@ -224,7 +224,7 @@ func TestAddWhileRunningAndRemove(t *testing.T) {
 	if err := h.b.Desired("pump-1", map[string]any{}, 1); err == nil {
 		t.Fatal("Desired after Remove: no error")
 	}
-	if got := h.sink.all(); len(got) != n {
+	if got := h.sink.All(); len(got) != n {
 		t.Fatalf("sink calls after Remove: %v", got[n:])
 	}
 	if _, ok := h.b.Stats().Devices["pump-1"]; ok {
@@ -232,7 +232,7 @@ func TestAddWhileRunningAndRemove(t *testing.T) {
 	}
 	// Re-adding works and polls again.
 	h.add(pumpSpec("pump-1"))
-	h.plug.log.await(t, "poll after re-add", func(l []txn) bool { return len(ops(l, "read", "pump-1")) >= 2 })
+	h.plug.log.Await(t, waitLimit, "poll after re-add", func(l []txn) bool { return len(ops(l, "read", "pump-1")) >= 2 })
 }
 
 func contains(v any, sub string) bool {

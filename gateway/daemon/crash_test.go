@@ -29,7 +29,7 @@ func TestDaemonHelperProcess(t *testing.T) {
 	s.plug.hold() // never released: the write hangs
 	s.awaitOnline("pump-1")
 	s.desired("pump-1", map[string]any{"config": map[string]any{"setpoint": json.Number("22.5")}}, 1)
-	s.plug.writes.await(t, "the write on the bus", func(w []string) bool { return len(w) == 1 })
+	s.plug.writes.Await(t, waitLimit, "the write on the bus", func(w []string) bool { return len(w) == 1 })
 	j := s.jobsOf("pump-1")[0]
 	s.awaitJob(j.ID, "running", func(j jobs.Job) bool { return j.State == jobs.StateRunning })
 	fmt.Println("READY")

@@ -15,6 +15,7 @@ import (
 	"github.com/drover-iot/drover/bridges"
 	"github.com/drover-iot/drover/gateway/config"
 	"github.com/drover-iot/drover/gateway/jobs"
+	"github.com/drover-iot/drover/internal/eventlog"
 	"github.com/drover-iot/drover/plugins"
 	"github.com/drover-iot/drover/plugins/plugintest"
 
@@ -26,52 +27,7 @@ import (
 const waitLimit = 15 * time.Second
 
 // recorder is an append-only log that tests can wait on.
-type recorder[T any] struct {
-	mu     sync.Mutex
-	items  []T
-	notify chan struct{}
-}
-
-func (r *recorder[T]) add(v T) {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	r.items = append(r.items, v)
-	if r.notify != nil {
-		close(r.notify)
-		r.notify = nil
-	}
-}
-
-func (r *recorder[T]) all() []T {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	return slices.Clone(r.items)
-}
-
-// await waits until pred holds for the log and returns the log then.
-func (r *recorder[T]) await(t testing.TB, what string, pred func([]T) bool) []T {
-	t.Helper()
-	deadline := time.NewTimer(waitLimit)
-	defer deadline.Stop()
-	for {
-		r.mu.Lock()
-		if pred(r.items) {
-			items := slices.Clone(r.items)
-			r.mu.Unlock()
-			return items
-		}
-		if r.notify == nil {
-			r.notify = make(chan struct{})
-		}
-		ch := r.notify
-		r.mu.Unlock()
-		select {
-		case <-ch:
-		case <-deadline.C:
-			t.Fatalf("timed out waiting for %s; log: %v", what, r.all())
-		}
-	}
-}
+type recorder[T any] = eventlog.Log[T]
 
 // testPlugin is plugintest.Fake taking gateway profiles: Attach turns the
 // profile's points list into the Fake's {"points": {name: value}} with
@@ -169,7 +125,7 @@ func zeroOf(typ string) any {
 }
 
 func (p *testPlugin) Write(ctx context.Context, id string, values []plugins.PointWrite) ([]plugins.WriteResult, error) {
-	p.writes.add(id)
+	p.writes.Add(id)
 	p.mu.Lock()
 	gate := p.gate
 	p.mu.Unlock()
@@ -227,7 +183,7 @@ type teeSink struct {
 }
 
 func (s teeSink) Reported(id string, patch map[string]any) {
-	s.rec.add(report{id, patch})
+	s.rec.Add(report{id, patch})
 	s.next.Reported(id, patch)
 }
 
@@ -334,7 +290,7 @@ func newStack(t testing.TB, dir string, o stackOptions) *stack {
 	if err := d.openJobs(ctx); err != nil {
 		t.Fatal(err)
 	}
-	d.jobs.Subscribe(s.changes.add)
+	d.jobs.Subscribe(s.changes.Add)
 	d.wg.Add(1)
 	go func() { defer d.wg.Done(); _ = d.bridges.Run(ctx) }()
 	d.restoreGatewayDesired(ctx) // as Run does: the overlay decides the devices
@@ -369,7 +325,7 @@ func newStack(t testing.TB, dir string, o stackOptions) *stack {
 // awaitOnline waits until the device reported connection.state online.
 func (s *stack) awaitOnline(device string) {
 	s.t.Helper()
-	s.reports.await(s.t, device+" online", func(rs []report) bool {
+	s.reports.Await(s.t, waitLimit, device+" online", func(rs []report) bool {
 		return section(rs, device, "connection")["state"] == bridges.StateOnline
 	})
 }

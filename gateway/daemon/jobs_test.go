@@ -21,7 +21,7 @@ var pumpInitial = map[string]any{"setpoint": json.Number("20.5"), "mode": 1, "ru
 func (s *stack) awaitConfig(device, status string, version int64) map[string]any {
 	s.t.Helper()
 	var sec map[string]any
-	s.reports.await(s.t, fmt.Sprintf("%s config %s v%d", device, status, version), func(rs []report) bool {
+	s.reports.Await(s.t, waitLimit, fmt.Sprintf("%s config %s v%d", device, status, version), func(rs []report) bool {
 		sec = section(rs, device, "config")
 		return sec["status"] == status && sec["version"] == version
 	})
@@ -87,7 +87,7 @@ func TestConfigJobPerVersion(t *testing.T) {
 	if _, err := (backend{s.d}).Job(context.Background(), "j-nope"); plugins.CodeOf(err) != plugins.CodeNotFound {
 		t.Fatalf("unknown job: %v, want not-found", err)
 	}
-	s.changes.await(t, "the last job mirrored", func(js []jobs.Job) bool {
+	s.changes.Await(t, waitLimit, "the last job mirrored", func(js []jobs.Job) bool {
 		return len(js) > 0 && js[len(js)-1].ID == infos[0].ID && js[len(js)-1].State.Final()
 	})
 	last, _ := s.twinReported("pump-1")["lastJob"].(map[string]any)
@@ -107,7 +107,7 @@ func TestConfigJobSuperseded(t *testing.T) {
 	}
 
 	s.desired("pump-1", cfg("21.5"), 1)
-	s.plug.writes.await(t, "v1 on the bus", func(w []string) bool { return len(w) == 1 })
+	s.plug.writes.Await(t, waitLimit, "v1 on the bus", func(w []string) bool { return len(w) == 1 })
 	s.desired("pump-1", cfg("22.5"), 2) // waits: the device is busy with v1
 	s.desired("pump-1", cfg("23.5"), 3) // replaces v2
 	js := s.jobsOf("pump-1")
@@ -122,13 +122,13 @@ func TestConfigJobSuperseded(t *testing.T) {
 	if got := s.awaitJob(v1.ID, "ended", final); got.State != jobs.StateSucceeded || configResult(t, got).Status != bridges.ConfigSuperseded {
 		t.Fatalf("v1 job: %s %s, want succeeded as superseded", got.State, got.Result)
 	}
-	s.plug.writes.await(t, "v3 on the bus", func(w []string) bool { return len(w) == 2 })
+	s.plug.writes.Await(t, waitLimit, "v3 on the bus", func(w []string) bool { return len(w) == 2 })
 	gate <- struct{}{}
 	if got := s.awaitJob(v3.ID, "ended", final); got.State != jobs.StateSucceeded || configResult(t, got).Status != bridges.ConfigApplied {
 		t.Fatalf("v3 job: %s %s, want applied", got.State, got.Result)
 	}
 	s.awaitConfig("pump-1", bridges.ConfigApplied, 3)
-	for _, r := range s.reports.all() {
+	for _, r := range s.reports.All() {
 		if c, ok := r.Patch["config"].(map[string]any); ok && c["status"] == bridges.ConfigApplied && c["version"] != int64(3) {
 			t.Fatalf("an older version was reported applied: %v", c)
 		}
@@ -169,7 +169,7 @@ func TestConfigJobFailures(t *testing.T) {
 				t.Fatalf("job %s attempts %d (error %q), want %s attempts %d", got.State, got.Attempts, got.Error, tt.wantState, tt.wantAttempts)
 			}
 			waited := false
-			for _, c := range s.changes.all() {
+			for _, c := range s.changes.All() {
 				waited = waited || (c.ID == j.ID && c.State == jobs.StateWaiting && c.Reason == tt.wantWaiting)
 			}
 			if tt.wantWaiting != "" && !waited {
@@ -186,7 +186,7 @@ func TestConfigJobFailures(t *testing.T) {
 				t.Fatalf("applied with errors: %v", sec)
 			}
 			var sawPendingErr bool
-			for _, r := range s.reports.all() {
+			for _, r := range s.reports.All() {
 				if c, ok := r.Patch["config"].(map[string]any); ok && c["status"] == bridges.ConfigPending && c["errors"] != nil {
 					sawPendingErr = true
 				}

@@ -125,7 +125,7 @@ func TestReconcileRedeliversDesiredConfig(t *testing.T) {
 
 	reconcile(`{"devices":[{"id":"pump-1","poll":"80ms","address":9}]}`)
 	// The re-attached unit starts from the profile's initial values.
-	s.changes.await(t, "a new config job for pump-1 succeeded", func(js []jobs.Job) bool {
+	s.changes.Await(t, waitLimit, "a new config job for pump-1 succeeded", func(js []jobs.Job) bool {
 		n := 0
 		for _, j := range js {
 			if j.Device == "pump-1" && j.Kind == jobs.KindConfig && j.State == jobs.StateSucceeded {

@@ -116,12 +116,12 @@ devices:
 		t.Fatal(err)
 	}
 	reports := &recorder[report]{}
-	d.reportHook = func(id string, patch map[string]any) { reports.add(report{id, patch}) }
+	d.reportHook = func(id string, patch map[string]any) { reports.Add(report{id, patch}) }
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	done := make(chan error, 1)
 	go func() { done <- d.Run(ctx) }()
-	reports.await(t, "pump-1 online", func(rs []report) bool {
+	reports.Await(t, waitLimit, "pump-1 online", func(rs []report) bool {
 		return section(rs, "pump-1", "connection")["state"] == bridges.StateOnline
 	})
 	cancel()
@@ -134,7 +134,7 @@ devices:
 		t.Fatal("Run did not return after a graceful stop")
 	}
 
-	for _, r := range reports.all() {
+	for _, r := range reports.All() {
 		if c, ok := r.Patch["connection"].(map[string]any); ok && c["state"] == bridges.StatePluginDown {
 			t.Fatalf("a graceful stop reported %s %v", r.Device, c)
 		}
