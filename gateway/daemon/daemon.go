@@ -112,7 +112,8 @@ func New(o Options) (*Daemon, error) {
 	if err != nil {
 		return nil, err
 	}
-	d := &Daemon{opts: o, log: o.Logger, now: o.Now, base: cfg, cfg: cfg, children: map[string]*child{}, devState: map[string]map[string]any{}, ready: make(chan struct{})}
+	d := &Daemon{opts: o, log: o.Logger, now: o.Now, base: cfg, cfg: cfg, children: map[string]*child{}, devState: map[string]map[string]any{}, ready: make(chan struct{}),
+		uplinks: upstream.NewGroup()}
 	if err := d.readUpstream(); err != nil {
 		return nil, err
 	}
@@ -361,22 +362,13 @@ func (d *Daemon) validateWithPlugins(ctx context.Context, cfg *config.Config) er
 	return cfg.ValidateWithPlugins(ctx, d.validators(cfg))
 }
 
-func (d *Daemon) uplinkGroup() *upstream.Group {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	if d.uplinks == nil {
-		d.uplinks = upstream.NewGroup()
-	}
-	return d.uplinks
-}
-
 func (d *Daemon) newClient(id, key string, l *link) (*upstream.Client, error) {
 	u := d.base.Upstream
 	// A bridged device's methods go through its bus one at a time anyway,
 	// so a child runs one method call at a time.
 	return upstream.New(upstream.Options{DeviceID: id, HostName: d.hostName, Address: d.address, Key: key, TLS: d.tlsCfg,
 		TokenTTL: u.TokenTTL, KeepAlive: u.Keepalive, Version: d.opts.Version, Logger: d.log.With("component", "upstream"), Now: d.now, Handler: l,
-		MethodWorkers: 1, Group: d.uplinkGroup()})
+		MethodWorkers: 1, Group: d.uplinks})
 }
 
 func (d *Daemon) openBus(ctx context.Context, b *config.Bus) error {
@@ -420,7 +412,7 @@ func (d *Daemon) addDevice(ctx context.Context, cfg *config.Config, dev *config.
 			return err
 		}
 	}
-	d.restoreDeviceDesired(ctx, id, l, false)
+	d.restoreDeviceWindows(ctx, id, l)
 	cctx, cancel := context.WithCancel(d.runCtx)
 	c := &child{link: l, cancel: cancel, done: make(chan struct{})}
 	d.mu.Lock()

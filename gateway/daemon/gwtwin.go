@@ -207,7 +207,7 @@ func (d *Daemon) reconcile(next *config.Config) error {
 			} else if rewrite[dev.ID] {
 				// The twin sync will not deliver an unchanged desired config
 				// again; the restarted bridge gets it from the cache.
-				d.restoreDeviceDesired(ctx, dev.ID, d.childLink(dev.ID), true)
+				d.redeliverDesiredConfig(ctx, dev.ID, d.childLink(dev.ID))
 			}
 		case d.childLink(dev.ID) == nil:
 			if err := d.addDevice(ctx, next, dev); err != nil {

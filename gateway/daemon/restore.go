@@ -31,11 +31,8 @@ func (d *Daemon) reportGatewayPatch(patch map[string]any) {
 // validates over the local file) and the maintenance windows. It returns
 // the reported patch to send once the gateway's link exists, or nil.
 func (d *Daemon) restoreGatewayDesired(ctx context.Context) map[string]any {
-	t, err := d.cache.Get(ctx, d.base.Gateway.ID)
-	if err != nil {
-		if !errors.Is(err, twincache.ErrNotFound) {
-			d.log.Warn("read the gateway's cached twin", "error", err)
-		}
+	t, ok := d.cachedTwin(ctx, d.base.Gateway.ID)
+	if !ok {
 		return nil
 	}
 	d.applyGatewayMaintenance(t.Desired)
@@ -65,25 +62,33 @@ func (d *Daemon) restoreGatewayDesired(ctx context.Context) map[string]any {
 	return nil
 }
 
-// restoreDeviceDesired applies what a device's cached desired properties
-// configured in the gateway: its maintenance windows, and, with config,
-// its desired config (for a device restarted by a configuration change).
-func (d *Daemon) restoreDeviceDesired(ctx context.Context, id string, l *link, withConfig bool) {
+// cachedTwin returns id's cached twin; false when there is none (a read
+// error is logged).
+func (d *Daemon) cachedTwin(ctx context.Context, id string) (twincache.Twin, bool) {
 	t, err := d.cache.Get(ctx, id)
 	if err != nil {
 		if !errors.Is(err, twincache.ErrNotFound) {
-			d.log.Warn("read a device's cached twin", "device", id, "error", err)
+			d.log.Warn("read a cached twin", "identity", id, "error", err)
 		}
-		return
+		return t, false
 	}
-	if withConfig {
-		if t.Applied == 0 {
-			return // nothing was applied before: the twin sync delivers it
+	return t, true
+}
+
+// restoreDeviceWindows gives a device the maintenance windows of its
+// cached desired properties.
+func (d *Daemon) restoreDeviceWindows(ctx context.Context, id string, l *link) {
+	if t, ok := d.cachedTwin(ctx, id); ok {
+		if _, has := t.Desired["maintenance"]; has {
+			d.deviceWindows(id, l, t.Desired)
 		}
+	}
+}
+
+// redeliverDesiredConfig hands a restarted device's bridge the cached
+// desired properties again, when a version was applied before.
+func (d *Daemon) redeliverDesiredConfig(ctx context.Context, id string, l *link) {
+	if t, ok := d.cachedTwin(ctx, id); ok && t.Applied > 0 {
 		d.deviceDesired(id, l, t.Desired, t.DesiredVersion)
-		return
-	}
-	if _, ok := t.Desired["maintenance"]; ok {
-		d.deviceWindows(id, l, t.Desired)
 	}
 }
