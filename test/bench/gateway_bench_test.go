@@ -442,9 +442,17 @@ func freeAddrString(b *testing.B) string {
 	return "127.0.0.1:" + strconv.Itoa(freePort(b))
 }
 
-// poll checks cond until it holds or timeout passes: neither hub nor gateway
-// offers an event for these conditions, so this polls with a deadline.
+// poll checks cond every 500 ms until it holds or timeout passes: neither
+// hub nor gateway offers an event for these conditions, so this polls with
+// a deadline.
 func poll(b *testing.B, timeout time.Duration, what string, gw *harness.Proc, cond func() (bool, string)) {
+	b.Helper()
+	pollEvery(b, 500*time.Millisecond, timeout, what, gw, cond)
+}
+
+// pollEvery is poll with its period; a short one for the conditions whose
+// time is the measurement.
+func pollEvery(b *testing.B, period, timeout time.Duration, what string, gw *harness.Proc, cond func() (bool, string)) {
 	b.Helper()
 	deadline := time.Now().Add(timeout)
 	last := ""
@@ -454,7 +462,7 @@ func poll(b *testing.B, timeout time.Duration, what string, gw *harness.Proc, co
 			return
 		}
 		last = info
-		time.Sleep(500 * time.Millisecond)
+		time.Sleep(period)
 	}
 	b.Fatalf("%s: not within %s (last: %s)\ngateway stderr:\n%s", what, timeout, last, tailLines(gw.Stderr(), 40))
 }

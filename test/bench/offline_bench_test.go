@@ -253,23 +253,6 @@ func field(m map[string]any, keys ...string) float64 {
 	return -1
 }
 
-// pollFast is poll with a short period, for the conditions whose time is the
-// measurement: neither hub nor gateway has an event for them.
-func pollFast(b *testing.B, timeout time.Duration, what string, gw *harness.Proc, cond func() (bool, string)) {
-	b.Helper()
-	deadline := time.Now().Add(timeout)
-	last := ""
-	for time.Now().Before(deadline) {
-		ok, info := cond()
-		if ok {
-			return
-		}
-		last = info
-		time.Sleep(100 * time.Millisecond)
-	}
-	b.Fatalf("%s: not within %s (last: %s)\ngateway stderr:\n%s", what, timeout, last, tailLines(gw.Stderr(), 40))
-}
-
 const backlogIDPrefix = "bl-"
 
 // prefillBacklog accepts n synthetic telemetry messages into the stopped
@@ -400,7 +383,7 @@ func BenchmarkOutboxDrainToHub(b *testing.B) {
 	)
 	// The check is an index probe (cheap); the count behind the progress
 	// lines scans what is left, so it runs only every 5 s.
-	pollFast(b, 30*time.Minute, "backlog drained", r.gw, func() (bool, string) {
+	pollEvery(b, 100*time.Millisecond, 30*time.Minute, "backlog drained", r.gw, func() (bool, string) {
 		var anyLeft bool
 		if err := gwdb.QueryRow(`SELECT EXISTS(SELECT 1 FROM outbox_msg WHERE seq BETWEEN ? AND ?)`, lo, hi).Scan(&anyLeft); err != nil {
 			return false, err.Error()
@@ -422,7 +405,7 @@ func BenchmarkOutboxDrainToHub(b *testing.B) {
 	hub1, _ := sampleProc(r.hub.Cmd.Process.Pid)
 	gw1, _ := sampleProc(r.gw.Cmd.Process.Pid)
 	self1, _ := sampleProc(os.Getpid())
-	pollFast(b, 2*time.Minute, "outbox depth 0", r.gw, func() (bool, string) {
+	pollEvery(b, 100*time.Millisecond, 2*time.Minute, "outbox depth 0", r.gw, func() (bool, string) {
 		s, err := r.api.stats()
 		if err != nil {
 			return false, err.Error()
@@ -603,7 +586,7 @@ func BenchmarkReconnectConvergence250(b *testing.B) {
 	var connHist []string
 	lastHist := time.Duration(0)
 	rounds := 0
-	pollFast(b, 10*time.Minute, "converged", r.gw, func() (bool, string) {
+	pollEvery(b, 100*time.Millisecond, 10*time.Minute, "converged", r.gw, func() (bool, string) {
 		rounds++
 		roundStart := time.Now()
 		defer func() { slowest = max(slowest, time.Since(roundStart)) }()
