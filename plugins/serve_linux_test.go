@@ -8,12 +8,11 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"strconv"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
+	"github.com/drover-iot/drover/internal/crashtest"
 	"github.com/drover-iot/drover/plugins"
 	"github.com/drover-iot/drover/plugins/plugintest"
 )
@@ -66,77 +65,15 @@ func TestOrphanedPluginStopsItself(t *testing.T) {
 	}
 	exe := filepath.Join(plugintest.BuildFake(t), "drover-plugin-fake")
 	logPath := filepath.Join(t.TempDir(), "plugin.log")
-	host := exec.Command(os.Args[0], "-test.run=^$")
-	host.Env = append(os.Environ(), standInHostEnv+"="+exe, standInLogEnv+"="+logPath)
-	host.Stderr = os.Stderr
-	out, err := host.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := host.Start(); err != nil {
-		t.Fatalf("start stand-in host: %v", err)
-	}
-	t.Cleanup(func() { _ = host.Process.Kill(); _ = host.Wait() })
-	line, err := bufio.NewReader(out).ReadString('\n')
-	if err != nil {
-		t.Fatalf("read the plugin's pid from the stand-in host: %v", err)
-	}
-	pid, err := strconv.Atoi(strings.TrimSpace(line))
-	if err != nil {
-		t.Fatalf("stand-in host printed %q, want a pid", line)
-	}
-	started, ppid := procStat(pid)
-	if started == "" || ppid != host.Process.Pid {
-		t.Fatalf("plugin %d: start time %q, parent %d; want a live child of %d", pid, started, ppid, host.Process.Pid)
-	}
-	t.Cleanup(func() { // leave no orphan behind when the test fails
-		if s, _ := procStat(pid); s == started {
-			_ = syscall.Kill(pid, syscall.SIGKILL)
-		}
-	})
-
-	if err := host.Process.Kill(); err != nil {
-		t.Fatal(err)
-	}
-	_ = host.Wait()
-
-	// The plugin is not our child: there is no exit to wait on, so poll.
+	pid, started, host := crashtest.Orphan(t, standInHostEnv+"="+exe, standInLogEnv+"="+logPath)
 	// It checks its parent once a second.
-	deadline := time.Now().Add(10 * time.Second)
-	for s, _ := procStat(pid); s == started; s, _ = procStat(pid) {
-		if time.Now().After(deadline) {
-			t.Fatalf("plugin %d still running 10 s after its host was killed", pid)
-		}
-		time.Sleep(25 * time.Millisecond)
-	}
+	crashtest.AwaitGone(t, pid, started, 10*time.Second)
 	log, err := os.ReadFile(logPath)
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := fmt.Sprintf(`"parent_pid":%d`, host.Process.Pid)
+	want := fmt.Sprintf(`"parent_pid":%d`, host)
 	if !strings.Contains(string(log), `"@message":"host process gone, stopping plugin"`) || !strings.Contains(string(log), want) {
 		t.Errorf("plugin log lacks the parent watch's record with %s:\n%s", want, log)
 	}
-}
-
-// procStat returns the start time (field 22 of /proc/PID/stat, clock ticks
-// since boot) and parent pid of a live process; "" when pid is gone or a
-// zombie. The start time tells a process from a later one with its pid.
-func procStat(pid int) (started string, ppid int) {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
-	if err != nil {
-		return "", 0
-	}
-	// Fields after the command name, which is in parentheses and may hold
-	// spaces: state, ppid, ... with starttime 20th (proc_pid_stat(5)).
-	i := strings.LastIndexByte(string(b), ')')
-	if i < 0 {
-		return "", 0
-	}
-	f := strings.Fields(string(b[i+1:]))
-	if len(f) < 20 || f[0] == "Z" || f[0] == "X" {
-		return "", 0
-	}
-	ppid, _ = strconv.Atoi(f[1])
-	return f[19], ppid
 }

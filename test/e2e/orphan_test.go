@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/drover-iot/drover/internal/crashtest"
 	"github.com/drover-iot/drover/test/harness"
 )
 
@@ -222,25 +223,11 @@ func poll(t *testing.T, timeout time.Duration, what string, logs func() string, 
 	}
 }
 
-// procStarted returns the start time of a live process (field 22 of
-// /proc/PID/stat, in clock ticks since boot), or "" when pid is gone or a
-// zombie: an orphan's new parent may be slow to reap it, or never do.
+// procStarted returns the start time of a live process, "" when pid is
+// gone or a zombie: an orphan's new parent may be slow to reap it, or never do.
 func procStarted(pid int) string {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
-	if err != nil {
-		return ""
-	}
-	// Fields after the command name, which is in parentheses and may hold
-	// spaces: state first, starttime 20th (proc_pid_stat(5)).
-	i := strings.LastIndexByte(string(b), ')')
-	if i < 0 {
-		return ""
-	}
-	f := strings.Fields(string(b[i+1:]))
-	if len(f) < 20 || f[0] == "Z" || f[0] == "X" {
-		return ""
-	}
-	return f[19]
+	started, _ := crashtest.ProcStat(pid)
+	return started
 }
 
 // portHolders lists the live Modbus plugin processes that have path open,

@@ -25,6 +25,7 @@ import (
 	_ "github.com/mattn/go-sqlite3"
 
 	"github.com/drover-iot/drover/gateway/outbox"
+	"github.com/drover-iot/drover/internal/crashtest"
 	"github.com/drover-iot/drover/internal/sas"
 	"github.com/drover-iot/drover/internal/serviceclient"
 	"github.com/drover-iot/drover/test/harness"
@@ -401,13 +402,8 @@ func childPIDs(parent int) []int {
 
 // alive says whether pid is a running (not zombie) process.
 func alive(pid int) bool {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
-	if err != nil {
-		return false
-	}
-	s := string(b)
-	i := strings.LastIndexByte(s, ')')
-	return i > 0 && i+2 < len(s) && s[i+2] != 'Z'
+	started, _ := crashtest.ProcStat(pid)
+	return started != ""
 }
 
 // gatewayStatus is the part of GET /v1/status the soak tests read.
