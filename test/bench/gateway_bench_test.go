@@ -270,32 +270,8 @@ func BenchmarkGatewayRSS250(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	gw, err := svc.CreateDevice(ctx, serviceclient.Device{DeviceID: gwID, Capabilities: &serviceclient.Capabilities{IoTEdge: true}})
-	if err != nil {
-		b.Fatal(err)
-	}
-	grp, err := svc.CreateEnrollmentGroup(ctx, serviceclient.EnrollmentGroup{EnrollmentGroupID: "bench-line", ParentDeviceID: gwID})
-	if err != nil {
-		b.Fatal(err)
-	}
-	writeFile(b, filepath.Join(dir, "gw.connstr"), sas.ConnectionString{HostName: h.Hostname, DeviceID: gwID, Key: gw.Authentication.SymmetricKey.PrimaryKey}.String())
-	writeFile(b, filepath.Join(dir, "children.key"), grp.Attestation.SymmetricKey.PrimaryKey)
-
-	// One devsim process per bus, as a plant LAN with several Modbus TCP
-	// gateways in front of its units would be.
-	profile := filepath.Join(benchRepoRoot(), "configs", "devsim", "demo-pump.yaml")
-	var buses, devices strings.Builder
-	for bus := 0; bus*perBus < nDev; bus++ {
-		n := min(perBus, nDev-bus*perBus)
-		sim := harness.Start(b, harness.Bin(b, "devsim"), "modbus", "--profile", profile,
-			"--tcp", "127.0.0.1:0", "--units", fmt.Sprintf("1-%d", n), "--log-level", "warn")
-		addr := sim.Await(b, "tcp:", 30*time.Second)
-		sim.Await(b, "ready", 30*time.Second)
-		fmt.Fprintf(&buses, "  - { name: lan-%d, plugin: modbus, mode: tcp, address: %s, timeout: 1s }\n", bus+1, addr)
-		for u := 1; u <= n; u++ {
-			fmt.Fprintf(&devices, "  - { id: pump-%03d, bus: lan-%d, address: %d, profile: demo-pump, poll: 5s }\n", bus*perBus+u, bus+1, u)
-		}
-	}
+	provisionGateway(b, svc, h.Hostname, gwID, "bench-line", dir)
+	buses, devices, _ := simFleet(b, nDev, perBus, 5*time.Second)
 	childrenKey := ""
 	if children {
 		childrenKey = "  children_key_file: " + filepath.Join(dir, "children.key") + "\n"
@@ -316,7 +292,7 @@ profiles_dir: %s
 buses:
 %sdevices:
 %s`, gwID, filepath.Join(dir, "data"), api, filepath.Join(dir, "gw.connstr"), h.MQTTAddr, h.CAFile, childrenKey,
-		filepath.Dir(harness.Bin(b, "drover-plugin-modbus")), filepath.Dir(profile), buses.String(), devices.String())
+		filepath.Dir(harness.Bin(b, "drover-plugin-modbus")), demoProfilesDir(), buses, devices)
 	writeFile(b, filepath.Join(dir, "gateway.yaml"), cfg)
 
 	// env(1) execs the gateway in its own place (same pid), with gctrace on

@@ -74,33 +74,9 @@ func newOfflineRig(b *testing.B, gwID string, nDev, perBus int, pollEvery time.D
 		b.Fatal(err)
 	}
 	r.startHub()
-	ctx := harness.Context(b)
-	gw, err := r.svc.CreateDevice(ctx, serviceclient.Device{DeviceID: gwID, Capabilities: &serviceclient.Capabilities{IoTEdge: true}})
-	if err != nil {
-		b.Fatal(err)
-	}
-	grp, err := r.svc.CreateEnrollmentGroup(ctx, serviceclient.EnrollmentGroup{EnrollmentGroupID: gwID + "-line", ParentDeviceID: gwID})
-	if err != nil {
-		b.Fatal(err)
-	}
-	writeFile(b, filepath.Join(r.dir, "gw.connstr"), sas.ConnectionString{HostName: r.hub.Hostname, DeviceID: gwID, Key: gw.Authentication.SymmetricKey.PrimaryKey}.String())
-	writeFile(b, filepath.Join(r.dir, "children.key"), grp.Attestation.SymmetricKey.PrimaryKey)
-
-	profile := filepath.Join(benchRepoRoot(), "configs", "devsim", "demo-pump.yaml")
-	var buses, devices strings.Builder
-	for bus := 0; bus*perBus < nDev; bus++ {
-		n := min(perBus, nDev-bus*perBus)
-		sim := harness.Start(b, harness.Bin(b, "devsim"), "modbus", "--profile", profile,
-			"--tcp", "127.0.0.1:0", "--units", fmt.Sprintf("1-%d", n), "--log-level", "warn")
-		addr := sim.Await(b, "tcp:", 30*time.Second)
-		sim.Await(b, "ready", 30*time.Second)
-		fmt.Fprintf(&buses, "  - { name: lan-%d, plugin: modbus, mode: tcp, address: %s, timeout: 1s }\n", bus+1, addr)
-		for u := 1; u <= n; u++ {
-			id := fmt.Sprintf("pump-%03d", bus*perBus+u)
-			r.devices = append(r.devices, id)
-			fmt.Fprintf(&devices, "  - { id: %s, bus: lan-%d, address: %d, profile: demo-pump, poll: %s }\n", id, bus+1, u, pollEvery)
-		}
-	}
+	provisionGateway(b, r.svc, r.hub.Hostname, gwID, gwID+"-line", r.dir)
+	buses, devices, ids := simFleet(b, nDev, perBus, pollEvery)
+	r.devices = ids
 	api := freeAddrString(b)
 	r.api = &gwAPI{addr: api, gwID: gwID}
 	cfg := fmt.Sprintf(`gateway:
@@ -119,7 +95,7 @@ profiles_dir: %s
 buses:
 %sdevices:
 %s`, gwID, r.dataDir, api, filepath.Join(r.dir, "gw.connstr"), r.mqttAddr, r.hub.CAFile, filepath.Join(r.dir, "children.key"),
-		filepath.Dir(harness.Bin(b, "drover-plugin-modbus")), filepath.Dir(profile), buses.String(), devices.String())
+		filepath.Dir(harness.Bin(b, "drover-plugin-modbus")), demoProfilesDir(), buses, devices)
 	writeFile(b, r.cfgPath, cfg)
 	return r
 }
