@@ -55,28 +55,7 @@ func refusedAddr(t *testing.T) string {
 // until the test ends.
 func startSim(t *testing.T) string {
 	t.Helper()
-	p, err := modbussim.LoadProfile(filepath.Join("..", "..", "configs", "devsim", "demo-pump.yaml"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	sim, err := modbussim.New(p, modbussim.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr, err := sim.ListenTCP("127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- sim.Run(ctx) }()
-	t.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("simulator: %v", err)
-		}
-	})
-	return addr.String()
+	return modbussim.ServeTCP(t, filepath.Join("..", "..", "configs", "devsim", "demo-pump.yaml"), modbussim.Options{})
 }
 
 // TestGracefulStopReportsNoPluginDown runs the real daemon (modbus plugin

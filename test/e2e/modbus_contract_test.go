@@ -21,22 +21,7 @@ import (
 // simulator serving the demo profile over Modbus TCP.
 func TestModbusPluginContract(t *testing.T) {
 	profilePath := filepath.Join(repoRoot(), "configs", "devsim", "demo-pump.yaml")
-	simProfile, err := modbussim.LoadProfile(profilePath)
-	if err != nil {
-		t.Fatal(err)
-	}
-	sim, err := modbussim.New(simProfile, modbussim.Options{Units: []byte{1}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr, err := sim.ListenTCP("127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	simDone := make(chan error, 1)
-	go func() { simDone <- sim.Run(ctx) }()
-	t.Cleanup(func() { cancel(); <-simDone })
+	addr := modbussim.ServeTCP(t, profilePath, modbussim.Options{Units: []byte{1}})
 
 	// The profile goes to the plugin as the gateway sends it: through the config loader.
 	prof, err := config.LoadProfile(profilePath)
@@ -47,7 +32,7 @@ func TestModbusPluginContract(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	busJSON, _ := json.Marshal(map[string]any{"mode": "tcp", "address": addr.String(), "timeout": "500ms"})
+	busJSON, _ := json.Marshal(map[string]any{"mode": "tcp", "address": addr, "timeout": "500ms"})
 	fx := plugintest.Fixture{
 		Bus:        plugins.BusConfig{Name: "lan", Config: busJSON},
 		Device:     plugins.DeviceConfig{ID: "pump-1", Bus: "lan", Address: 1, Profile: profJSON},
