@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/drover-iot/drover/bridges/bus"
+	"github.com/drover-iot/drover/internal/clock"
 	"github.com/drover-iot/drover/plugins"
 )
 
@@ -32,7 +33,7 @@ type Options struct {
 	Plugins func(name string) (plugins.Plugin, error)
 	Sink    Sink
 	Logger  *slog.Logger // default: discard
-	Clock   Clock        // default: SystemClock
+	Clock   clock.Clock  // default: clock.Real
 	// Breaker configures every bus's per-device circuit breaker.
 	Breaker bus.Policy
 
@@ -58,7 +59,7 @@ func (o *Options) applyDefaults() {
 		o.Logger = slog.New(slog.DiscardHandler)
 	}
 	if o.Clock == nil {
-		o.Clock = SystemClock{}
+		o.Clock = clock.Real{}
 	}
 	if o.Sink == nil {
 		o.Sink = nopSink{}

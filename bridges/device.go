@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/drover-iot/drover/bridges/bus"
+	"github.com/drover-iot/drover/internal/clock"
 	"github.com/drover-iot/drover/plugins"
 )
 
@@ -31,7 +32,7 @@ type device struct {
 	plugin     plugins.Plugin
 	sched      *bus.Scheduler
 	log        *slog.Logger
-	clock      Clock
+	clock      clock.Clock
 
 	wake chan struct{} // nudges the poller (cap 1)
 

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/drover-iot/drover/bridges/bus"
+	"github.com/drover-iot/drover/internal/clock"
 	"github.com/drover-iot/drover/internal/eventlog"
 	"github.com/drover-iot/drover/plugins"
 	"go.uber.org/goleak"
@@ -28,92 +29,13 @@ var start = time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
 // recorder is an append-only log that tests can wait on.
 type recorder[T any] = eventlog.Log[T]
 
-// fakeClock is a manual Clock.
-type fakeClock struct {
-	mu     sync.Mutex
-	now    time.Time
-	timers []*fakeTimer
-	armed  chan struct{} // closed and replaced whenever a timer is armed
-}
-
 // awaitTimer waits until a timer is armed for at: the code under test has
 // reached the wait that at ends, so advancing the clock now cannot race it.
-func (c *fakeClock) awaitTimer(t testing.TB, at time.Time) {
+func awaitTimer(t testing.TB, c *clock.Manual, at time.Time) {
 	t.Helper()
-	deadline := time.NewTimer(10 * time.Second)
-	defer deadline.Stop()
-	for {
-		c.mu.Lock()
-		found := slices.ContainsFunc(c.timers, func(x *fakeTimer) bool { return x.at.Equal(at) })
-		if c.armed == nil {
-			c.armed = make(chan struct{})
-		}
-		armed := c.armed
-		c.mu.Unlock()
-		if found {
-			return
-		}
-		select {
-		case <-armed:
-		case <-deadline.C:
-			t.Fatalf("no timer armed for %v", at)
-		}
+	if !c.WaitTimer(at, waitLimit) {
+		t.Fatalf("no timer armed for %v", at)
 	}
-}
-
-type fakeTimer struct {
-	c    *fakeClock
-	at   time.Time
-	ch   chan time.Time
-	done bool
-}
-
-func (c *fakeClock) Now() time.Time { c.mu.Lock(); defer c.mu.Unlock(); return c.now }
-
-func (c *fakeClock) TimerAt(at time.Time) Timer {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	t := &fakeTimer{c: c, at: at, ch: make(chan time.Time, 1)}
-	if !at.After(c.now) {
-		t.done = true
-		t.ch <- c.now
-		return t
-	}
-	c.timers = append(c.timers, t)
-	if c.armed != nil {
-		close(c.armed)
-		c.armed = nil
-	}
-	return t
-}
-
-// Advance moves time on and fires the timers due.
-func (c *fakeClock) Advance(d time.Duration) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.now = c.now.Add(d)
-	keep := c.timers[:0]
-	for _, t := range c.timers {
-		if !t.at.After(c.now) {
-			t.done = true
-			t.ch <- c.now
-			continue
-		}
-		keep = append(keep, t)
-	}
-	c.timers = keep
-}
-
-func (t *fakeTimer) C() <-chan time.Time { return t.ch }
-func (t *fakeTimer) Stop() bool {
-	t.c.mu.Lock()
-	defer t.c.mu.Unlock()
-	if t.done {
-		return false
-	}
-	t.done = true
-	t.c.timers = slices.DeleteFunc(t.c.timers, func(x *fakeTimer) bool { return x == t })
-	return true
 }
 
 // txn is one call that reached the fake plugin.
@@ -394,7 +316,7 @@ type cycle struct {
 // harness runs a Bridges over a fakePlugin on a fake clock.
 type harness struct {
 	t      *testing.T
-	clk    *fakeClock
+	clk    *clock.Manual
 	plug   *fakePlugin
 	sink   *recSink
 	b      *Bridges
@@ -403,7 +325,7 @@ type harness struct {
 
 func newHarness(t *testing.T, tweak func(*Options)) *harness {
 	t.Helper()
-	h := &harness{t: t, clk: &fakeClock{now: start}, plug: newFakePlugin(), sink: &recSink{}, cycles: &recorder[cycle]{}}
+	h := &harness{t: t, clk: clock.NewManual(start), plug: newFakePlugin(), sink: &recSink{}, cycles: &recorder[cycle]{}}
 	h.plug.now = h.clk.Now
 	opts := Options{
 		Plugins: PluginMap(map[string]plugins.Plugin{"fake": h.plug}),

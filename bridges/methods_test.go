@@ -189,7 +189,7 @@ func TestRebootStatusSequence(t *testing.T) {
 	for i := 1; i <= 3; i++ {
 		// Advance only once the bridge waits for its next probe: advancing
 		// earlier would move the probe a second further out.
-		h.clk.awaitTimer(t, h.clk.Now().Add(time.Second))
+		awaitTimer(t, h.clk, h.clk.Now().Add(time.Second))
 		h.clk.Advance(time.Second)
 		h.plug.log.Await(t, waitLimit, fmt.Sprintf("probe %d", i), func(l []txn) bool { return len(ops(l, "identify", "")) == 1+i })
 	}

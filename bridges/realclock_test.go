@@ -3,13 +3,15 @@ package bridges
 import (
 	"testing"
 	"time"
+
+	"github.com/drover-iot/drover/internal/clock"
 )
 
-// TestSystemClock runs the poller and a reboot watch on real time with
+// TestRealClock runs the poller and a reboot watch on real time with
 // short intervals; the waits are on events, the intervals only pace them.
-func TestSystemClock(t *testing.T) {
+func TestRealClock(t *testing.T) {
 	h := newHarness(t, func(o *Options) {
-		o.Clock = SystemClock{}
+		o.Clock = clock.Real{}
 		o.RebootProbe, o.RebootTimeout = 10*time.Millisecond, time.Minute
 	})
 	h.plug.now = time.Now

@@ -21,6 +21,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/drover-iot/drover/internal/clock"
 	"github.com/drover-iot/drover/internal/sas"
 	"github.com/drover-iot/drover/localhub/broker"
 	"github.com/drover-iot/drover/localhub/certs"
@@ -41,7 +42,7 @@ type Options struct {
 	MaxTelemetry int64
 	// JobClock drives Jobs v2 start times, rollouts and deadlines
 	// (default: real time read through Now).
-	JobClock jobs.Clock
+	JobClock clock.Clock
 }
 
 // Hub is a running localhub.
@@ -123,7 +124,7 @@ func New(opts Options) (*Hub, error) {
 	}
 	h.devices.broker = h.broker
 	if opts.JobClock == nil {
-		opts.JobClock = jobs.RealClock{NowFunc: opts.Now}
+		opts.JobClock = clock.Real{NowFunc: opts.Now}
 	}
 	h.jobs = jobs.New(jobs.Options{Store: st, Devices: h.devices, Clock: opts.JobClock, Logger: opts.Logger.With("component", "jobs")})
 	h.svc = service.New(service.Options{Hostname: opts.Hostname, Store: st, Sessions: h.devices, Feed: h.feed, Logger: opts.Logger.With("component", "rest"), Now: opts.Now, Jobs: h.jobs})

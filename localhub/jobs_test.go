@@ -13,22 +13,22 @@ import (
 
 	mqtt "github.com/eclipse/paho.mqtt.golang"
 
+	"github.com/drover-iot/drover/internal/clock"
 	"github.com/drover-iot/drover/localhub"
 	"github.com/drover-iot/drover/localhub/certs"
 	"github.com/drover-iot/drover/localhub/hubtest"
-	"github.com/drover-iot/drover/localhub/jobs"
 )
 
 // These tests drive Jobs v2 through the REST API of a real hub, with real
 // devices over MQTT where the job needs connected ones. Schedules, rollouts
-// and deadlines run on a jobs.FakeClock, so nothing waits for wall time.
+// and deadlines run on a clock.Manual, so nothing waits for wall time.
 
 // t0 is where fake clocks start.
 var t0 = time.Date(2030, 1, 2, 3, 0, 0, 0, time.UTC)
 
 // startClockHub runs a hub on dir whose job engine uses clk. It returns the
 // environment and a stop function (also run at cleanup).
-func startClockHub(t *testing.T, dir string, clk jobs.Clock) (*hubtest.Env, func()) {
+func startClockHub(t *testing.T, dir string, clk clock.Clock) (*hubtest.Env, func()) {
 	t.Helper()
 	h, err := localhub.New(localhub.Options{DataDir: dir, Hostname: "localhost", MQTTAddr: "127.0.0.1:0", HTTPSAddr: "127.0.0.1:0", JobClock: clk})
 	if err != nil {
@@ -228,7 +228,7 @@ func methodJob(cond string, extra map[string]any) map[string]any {
 
 func TestJobStartTimeHonoured(t *testing.T) {
 	t.Parallel()
-	clk := jobs.NewFakeClock(t0)
+	clk := clock.NewManual(t0)
 	env, _ := startClockHub(t, t.TempDir(), clk)
 	a := newAPI(t, env)
 	createDevices(t, env, "s", 3)
@@ -266,7 +266,7 @@ func TestJobStartTimeHonoured(t *testing.T) {
 
 func TestJobMaxExecutionTime(t *testing.T) {
 	t.Parallel()
-	clk := jobs.NewFakeClock(t0)
+	clk := clock.NewManual(t0)
 	env, _ := startClockHub(t, t.TempDir(), clk)
 	a := newAPI(t, env)
 	createDevices(t, env, "m", 4)
@@ -296,7 +296,7 @@ func TestJobMaxExecutionTime(t *testing.T) {
 
 func TestJobCancelMidway(t *testing.T) {
 	t.Parallel()
-	clk := jobs.NewFakeClock(t0)
+	clk := clock.NewManual(t0)
 	env, _ := startClockHub(t, t.TempDir(), clk)
 	a := newAPI(t, env)
 	createDevices(t, env, "c", 5)
@@ -402,7 +402,7 @@ func TestJobOfflineDevices(t *testing.T) {
 
 func TestJobRolloutRate(t *testing.T) {
 	t.Parallel()
-	clk := jobs.NewFakeClock(t0)
+	clk := clock.NewManual(t0)
 	env, _ := startClockHub(t, t.TempDir(), clk)
 	a := newAPI(t, env)
 	createDevices(t, env, "r", 7)
@@ -431,7 +431,7 @@ func TestJobRolloutRate(t *testing.T) {
 
 func TestJobAbortThreshold(t *testing.T) {
 	t.Parallel()
-	clk := jobs.NewFakeClock(t0)
+	clk := clock.NewManual(t0)
 	env, _ := startClockHub(t, t.TempDir(), clk)
 	a := newAPI(t, env)
 	createDevices(t, env, "x", 12) // none connected: every method call fails
@@ -504,7 +504,7 @@ func TestJobRetryAndDeviceTimeout(t *testing.T) {
 func TestJobRestartResumes(t *testing.T) {
 	t.Parallel()
 	dir := t.TempDir()
-	clk := jobs.NewFakeClock(t0)
+	clk := clock.NewManual(t0)
 	env, stop := startClockHub(t, dir, clk)
 	a := newAPI(t, env)
 	ids := createDevices(t, env, "p", 8)
@@ -617,7 +617,7 @@ func TestDeviceJobsQuery(t *testing.T) {
 
 func TestJobList(t *testing.T) {
 	t.Parallel()
-	clk := jobs.NewFakeClock(t0)
+	clk := clock.NewManual(t0)
 	env, _ := startClockHub(t, t.TempDir(), clk)
 	a := newAPI(t, env)
 	createDevices(t, env, "l", 1)

@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/drover-iot/drover/internal/clock"
 	_ "github.com/mattn/go-sqlite3" // database/sql driver "sqlite3"
 	"go.uber.org/goleak"
 )
@@ -30,70 +31,6 @@ func openDB(t testing.TB, path string) *sql.DB {
 	}
 	t.Cleanup(func() { db.Close() })
 	return db
-}
-
-// fakeClock is a manual clock.
-type fakeClock struct {
-	mu     sync.Mutex
-	now    time.Time
-	timers []*fakeTimer
-}
-
-type fakeTimer struct {
-	c   *fakeClock
-	at  time.Time
-	ch  chan time.Time
-	off bool
-}
-
-func newFakeClock(t time.Time) *fakeClock { return &fakeClock{now: t} }
-
-func (c *fakeClock) Now() time.Time { c.mu.Lock(); defer c.mu.Unlock(); return c.now }
-
-func (c *fakeClock) TimerAt(at time.Time) Timer {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	ft := &fakeTimer{c: c, at: at, ch: make(chan time.Time, 1)}
-	if !at.After(c.now) {
-		ft.ch <- c.now
-		ft.off = true
-		return ft
-	}
-	c.timers = append(c.timers, ft)
-	return ft
-}
-
-// Advance moves time forward by d and fires the timers due.
-func (c *fakeClock) Advance(d time.Duration) { c.Set(c.Now().Add(d)) }
-
-// Set moves time to t and fires the timers due.
-func (c *fakeClock) Set(t time.Time) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.now = t
-	kept := c.timers[:0]
-	for _, ft := range c.timers {
-		if ft.off {
-			continue
-		}
-		if !ft.at.After(t) {
-			ft.ch <- t
-			ft.off = true
-			continue
-		}
-		kept = append(kept, ft)
-	}
-	c.timers = kept
-}
-
-func (t *fakeTimer) C() <-chan time.Time { return t.ch }
-
-func (t *fakeTimer) Stop() bool {
-	t.c.mu.Lock()
-	defer t.c.mu.Unlock()
-	was := !t.off
-	t.off = true
-	return was
 }
 
 // testExec is a scriptable executor that counts what it did.
@@ -180,7 +117,7 @@ type harness struct {
 	t      *testing.T
 	q      *Queue
 	db     *sql.DB
-	clock  *fakeClock
+	clock  *clock.Manual
 	exec   *testExec
 	w      *watcher
 	cancel context.CancelFunc
@@ -199,7 +136,7 @@ func newHarness(t *testing.T, exec *testExec, tune func(*Options)) *harness {
 // and Run (to plant rows).
 func newHarnessDB(t *testing.T, db *sql.DB, exec *testExec, before func(q *Queue), tune func(*Options)) *harness {
 	t.Helper()
-	h := &harness{t: t, db: db, clock: newFakeClock(start), exec: exec, w: newWatcher()}
+	h := &harness{t: t, db: db, clock: clock.NewManual(start), exec: exec, w: newWatcher()}
 	opts := Options{Executor: exec, Clock: h.clock, Rand: func() float64 { return 0.5 }}
 	if tune != nil {
 		tune(&opts)

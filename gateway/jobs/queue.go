@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/drover-iot/drover/gateway/config"
+	"github.com/drover-iot/drover/internal/clock"
 )
 
 // Executor runs jobs on devices. Execute blocks until the job is done,
@@ -50,7 +51,7 @@ type Verifier interface {
 type Options struct {
 	Executor Executor
 	Logger   *slog.Logger // default: discard
-	Clock    Clock        // default: SystemClock
+	Clock    clock.Clock  // default: clock.Real
 	// Windows returns the gateway-wide maintenance windows (the effective
 	// configuration's maintenance.windows); nil or none means disruptive
 	// jobs may run at any time, unless SetWindows gave the device its own.
@@ -85,7 +86,7 @@ func (o *Options) applyDefaults() {
 		o.Logger = slog.New(slog.DiscardHandler)
 	}
 	if o.Clock == nil {
-		o.Clock = SystemClock{}
+		o.Clock = clock.Real{}
 	}
 	if o.Rand == nil {
 		o.Rand = rand.Float64
@@ -118,7 +119,7 @@ type Queue struct {
 	db    *sql.DB
 	opts  Options
 	log   *slog.Logger
-	clock Clock
+	clock clock.Clock
 
 	// wmu serialises writes with their notifications, so subscribers see
 	// a job's changes in commit order.

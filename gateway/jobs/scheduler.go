@@ -7,6 +7,8 @@ import (
 	"fmt"
 	"sync"
 	"time"
+
+	"github.com/drover-iot/drover/internal/clock"
 )
 
 // Run recovers the jobs a crash left running, then schedules jobs until
@@ -42,7 +44,7 @@ func (q *Queue) Run(ctx context.Context) error {
 	for {
 		wake := q.pass(ctx)
 		var (
-			t  Timer
+			t  clock.Timer
 			tc <-chan time.Time
 		)
 		if !wake.IsZero() {

@@ -53,16 +53,16 @@ func (e *Engine) work(ctx context.Context, r *run, t task) result {
 // the context's cause when the deadline passes.
 func (e *Engine) withDeadline(parent context.Context, at time.Time, cause error) (context.Context, func()) {
 	ctx, cancel := context.WithCancelCause(parent)
-	due, release := e.clock.At(at)
+	due := e.clock.TimerAt(at)
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
 		select {
-		case <-due:
+		case <-due.C():
 			cancel(cause)
 		case <-ctx.Done():
 		}
-		release()
+		due.Stop()
 	}()
 	return ctx, func() {
 		cancel(context.Canceled)

@@ -44,5 +44,5 @@
 //   - Terminal jobs are deleted 30 days after they end (Azure's retention).
 //
 // Time comes from a Clock so that tests can drive schedules, rollouts and
-// deadlines with a FakeClock.
+// deadlines with a clock.Manual.
 package jobs

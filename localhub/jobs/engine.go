@@ -10,6 +10,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/drover-iot/drover/internal/clock"
 	"github.com/drover-iot/drover/localhub/query"
 	"github.com/drover-iot/drover/localhub/store"
 )
@@ -26,8 +27,8 @@ type Devices interface {
 type Options struct {
 	Store   *store.Store
 	Devices Devices
-	// Clock drives start times, rollouts and deadlines (default RealClock).
-	Clock  Clock
+	// Clock drives start times, rollouts and deadlines (default clock.Real).
+	Clock  clock.Clock
 	Logger *slog.Logger
 	// Workers bounds the devices in flight per job (default DefaultWorkers).
 	Workers int
@@ -47,7 +48,7 @@ const pruneEvery = time.Hour
 type Engine struct {
 	st      *store.Store
 	dev     Devices
-	clock   Clock
+	clock   clock.Clock
 	log     *slog.Logger
 	workers int
 
@@ -60,7 +61,7 @@ type Engine struct {
 // New builds an engine; Run starts it.
 func New(o Options) *Engine {
 	if o.Clock == nil {
-		o.Clock = RealClock{}
+		o.Clock = clock.Real{}
 	}
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.DiscardHandler)
@@ -118,15 +119,15 @@ func (e *Engine) Run(ctx context.Context) error {
 			}
 			e.mu.Unlock()
 		}
-		timer, stop := e.clock.At(wakeAt)
+		timer := e.clock.TimerAt(wakeAt)
 		select {
 		case <-ctx.Done():
-			stop()
+			timer.Stop()
 			return nil
 		case <-e.wake:
-		case <-timer:
+		case <-timer.C():
 		}
-		stop()
+		timer.Stop()
 	}
 }
 
@@ -211,17 +212,16 @@ func (e *Engine) runJob(ctx context.Context, j store.Job, cancelSig <-chan struc
 	log := e.log.With("job", j.ID)
 	if !j.Snapshot {
 		if e.clock.Now().Before(j.Start) {
-			startC, stop := e.clock.At(j.Start)
+			start := e.clock.TimerAt(j.Start)
 			select {
-			case <-startC:
+			case <-start.C():
 			case <-cancelSig:
-				stop()
+				start.Stop()
 				return
 			case <-ctx.Done():
-				stop()
+				start.Stop()
 				return
 			}
-			stop()
 		}
 		where, args, err := compileCondition(j.Spec.QueryCondition)
 		if err != nil {
@@ -321,8 +321,11 @@ func (r *run) run(ctx context.Context) {
 		}
 		return
 	}
-	deadlineC, stopDeadline := e.clock.At(r.deadline)
-	defer stopDeadline()
+	// The deadline's one value is taken by whichever select sees it first;
+	// both end the loop with stopTimeout.
+	deadline := e.clock.TimerAt(r.deadline)
+	defer deadline.Stop()
+	deadlineC := deadline.C()
 
 	stop, reason := "", ""
 	for stop == "" {
@@ -345,8 +348,8 @@ func (r *run) run(ctx context.Context) {
 			stop = stopDone
 			break
 		}
-		var timerC <-chan struct{}
-		release := func() {}
+		var timerC <-chan time.Time // nil: no dispatch is waiting for the pacer
+		release := func() bool { return false }
 		if ok && r.inflight < e.workers {
 			now := e.clock.Now()
 			at := r.pacer.next(now, r.tally.succeeded)
@@ -357,7 +360,8 @@ func (r *run) run(ctx context.Context) {
 				}
 				continue
 			}
-			timerC, release = e.clock.At(at)
+			next := e.clock.TimerAt(at)
+			timerC, release = next.C(), next.Stop
 		}
 		select {
 		case res := <-r.results:
@@ -415,7 +419,7 @@ func (r *run) run(ctx context.Context) {
 }
 
 // poll takes in results and stop signals that are ready, without blocking.
-func (r *run) poll(ctx context.Context, deadlineC <-chan struct{}) string {
+func (r *run) poll(ctx context.Context, deadlineC <-chan time.Time) string {
 	for {
 		select {
 		case res := <-r.results:

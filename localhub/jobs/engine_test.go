@@ -10,6 +10,7 @@ import (
 
 	"go.uber.org/goleak"
 
+	"github.com/drover-iot/drover/internal/clock"
 	"github.com/drover-iot/drover/localhub/service"
 	"github.com/drover-iot/drover/localhub/store"
 )
@@ -64,7 +65,7 @@ func TestEngineStopMidCall(t *testing.T) {
 		<-ctx.Done()
 		return 0, nil, ctx.Err()
 	}}
-	clk := NewFakeClock(base)
+	clk := clock.NewManual(base)
 	e := New(Options{Store: st, Devices: hang, Clock: clk, Workers: 2})
 	ctx, cancel := context.WithCancel(t.Context())
 	done := make(chan error, 1)

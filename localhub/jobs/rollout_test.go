@@ -145,34 +145,3 @@ func TestDecodePatch(t *testing.T) {
 		}
 	}
 }
-
-func TestFakeClock(t *testing.T) {
-	c := NewFakeClock(base)
-	past, _ := c.At(base)
-	select {
-	case <-past:
-	default:
-		t.Fatal("a time already reached must be due at once")
-	}
-	due, _ := c.At(base.Add(time.Minute))
-	_, release := c.At(base.Add(time.Minute))
-	release()
-	if c.Waiting() != 1 {
-		t.Fatalf("waiting %d, want 1", c.Waiting())
-	}
-	c.Advance(59 * time.Second)
-	select {
-	case <-due:
-		t.Fatal("woke early")
-	default:
-	}
-	c.Advance(time.Second)
-	select {
-	case <-due:
-	default:
-		t.Fatal("did not wake at its time")
-	}
-	if c.Waiting() != 0 || !c.Now().Equal(base.Add(time.Minute)) {
-		t.Fatalf("after advance: waiting %d, now %v", c.Waiting(), c.Now())
-	}
-}
