@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"encoding/base64"
 	"errors"
 	"fmt"
@@ -59,38 +60,27 @@ func (a *app) deviceCreateCmd() *cobra.Command {
 					SymmetricKey: &serviceclient.SymmetricKey{PrimaryKey: primary, SecondaryKey: secondary},
 				}
 			}
-			c, err := a.client()
-			if err != nil {
-				return err
-			}
-			ctx, cancel := a.withTimeout(cmd.Context())
-			defer cancel()
-			if parent != "" {
-				p, err := c.GetDevice(ctx, parent)
-				if err != nil {
-					return fail(ctx, what+": read parent "+parent, err)
+			return show(cmd.Context(), a, what, func(ctx context.Context, c *serviceclient.Client) (*serviceclient.Device, error) {
+				if parent != "" {
+					p, err := c.GetDevice(ctx, parent)
+					if err != nil {
+						return nil, fmt.Errorf("read parent %s: %w", parent, cause(ctx, err))
+					}
+					if !p.IsEdge() {
+						return nil, fmt.Errorf("parent %s is not an edge device (create it with --edge)", parent)
+					}
+					if p.DeviceScope == "" {
+						return nil, fmt.Errorf("parent %s has no device scope", parent)
+					}
+					// A leaf child takes its parent's scope; an edge child keeps its own
+					// (generated) scope and lists the parent's in parentScopes (notes 2.3, 7.4).
+					d.ParentScopes = []string{p.DeviceScope}
+					if !edge {
+						d.DeviceScope = p.DeviceScope
+					}
 				}
-				if !p.IsEdge() {
-					return fmt.Errorf("%s: parent %s is not an edge device (create it with --edge)", what, parent)
-				}
-				if p.DeviceScope == "" {
-					return fmt.Errorf("%s: parent %s has no device scope", what, parent)
-				}
-				// A leaf child takes its parent's scope; an edge child keeps its own
-				// (generated) scope and lists the parent's in parentScopes (notes 2.3, 7.4).
-				d.ParentScopes = []string{p.DeviceScope}
-				if !edge {
-					d.DeviceScope = p.DeviceScope
-				}
-			}
-			out, err := c.CreateDevice(ctx, d)
-			if err != nil {
-				return fail(ctx, what, err)
-			}
-			if a.wantJSON() {
-				return writeJSON(a.stdout, out)
-			}
-			return renderDevice(a.stdout, out)
+				return c.CreateDevice(ctx, d)
+			}, renderDevice)
 		},
 	}
 	f := cmd.Flags()
@@ -108,20 +98,9 @@ func (a *app) deviceShowCmd() *cobra.Command {
 		Short: "Show a device identity (keys: see 'device keys')",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			c, err := a.client()
-			if err != nil {
-				return err
-			}
-			ctx, cancel := a.withTimeout(cmd.Context())
-			defer cancel()
-			d, err := c.GetDevice(ctx, args[0])
-			if err != nil {
-				return fail(ctx, "show device "+args[0], err)
-			}
-			if a.wantJSON() {
-				return writeJSON(a.stdout, d)
-			}
-			return renderDevice(a.stdout, d)
+			return show(cmd.Context(), a, "show device "+args[0], func(ctx context.Context, c *serviceclient.Client) (*serviceclient.Device, error) {
+				return c.GetDevice(ctx, args[0])
+			}, renderDevice)
 		},
 	}
 }
@@ -136,23 +115,13 @@ func (a *app) deviceListCmd() *cobra.Command {
 			if top < 0 || top > 1000 {
 				return fmt.Errorf("list devices: --top %d: want 1 to 1000", top)
 			}
-			c, err := a.client()
-			if err != nil {
-				return err
-			}
-			ctx, cancel := a.withTimeout(cmd.Context())
-			defer cancel()
-			ds, err := c.ListDevices(ctx, top)
-			if err != nil {
-				return fail(ctx, "list devices", err)
-			}
-			if ds == nil {
-				ds = []serviceclient.Device{}
-			}
-			if a.wantJSON() {
-				return writeJSON(a.stdout, ds)
-			}
-			return renderDeviceList(a.stdout, ds)
+			return show(cmd.Context(), a, "list devices", func(ctx context.Context, c *serviceclient.Client) ([]serviceclient.Device, error) {
+				ds, err := c.ListDevices(ctx, top)
+				if ds == nil {
+					ds = []serviceclient.Device{} // JSON [], not null
+				}
+				return ds, err
+			}, renderDeviceList)
 		},
 	}
 	cmd.Flags().IntVar(&top, "top", 0, "at most `N` devices (1-1000; default: the hub's maximum)")
@@ -176,41 +145,31 @@ func (a *app) deviceUpdateCmd() *cobra.Command {
 			if fl.Changed("status") && status != serviceclient.StatusEnabled && status != serviceclient.StatusDisabled {
 				return fmt.Errorf("%s: --status %q: want enabled or disabled", what, status)
 			}
-			c, err := a.client()
-			if err != nil {
-				return err
-			}
-			ctx, cancel := a.withTimeout(cmd.Context())
-			defer cancel()
-			// Read, modify, write back with the etag: PUT replaces the whole identity,
-			// and the etag makes a concurrent change fail instead of being lost.
-			d, err := c.GetDevice(ctx, id)
-			if err != nil {
-				return fail(ctx, what, err)
-			}
-			if fl.Changed("status") {
-				d.Status = status
-			}
-			if fl.Changed("reason") {
-				d.StatusReason = reason
-			}
-			if fl.Changed("edge") {
-				if d.Capabilities == nil {
-					d.Capabilities = &serviceclient.Capabilities{}
+			return show(cmd.Context(), a, what, func(ctx context.Context, c *serviceclient.Client) (*serviceclient.Device, error) {
+				// Read, modify, write back with the etag: PUT replaces the whole identity,
+				// and the etag makes a concurrent change fail instead of being lost.
+				d, err := c.GetDevice(ctx, id)
+				if err != nil {
+					return nil, err
 				}
-				d.Capabilities.IoTEdge = edge
-			}
-			out, err := c.UpdateDevice(ctx, *d, d.ETag)
-			if err != nil {
+				if fl.Changed("status") {
+					d.Status = status
+				}
+				if fl.Changed("reason") {
+					d.StatusReason = reason
+				}
+				if fl.Changed("edge") {
+					if d.Capabilities == nil {
+						d.Capabilities = &serviceclient.Capabilities{}
+					}
+					d.Capabilities.IoTEdge = edge
+				}
+				out, err := c.UpdateDevice(ctx, *d, d.ETag)
 				if errors.Is(err, serviceclient.ErrPreconditionFailed) {
-					return fmt.Errorf("%s: it changed while being updated, try again: %w", what, err)
+					return nil, fmt.Errorf("it changed while being updated, try again: %w", err)
 				}
-				return fail(ctx, what, err)
-			}
-			if a.wantJSON() {
-				return writeJSON(a.stdout, out)
-			}
-			return renderDevice(a.stdout, out)
+				return out, err
+			}, renderDevice)
 		},
 	}
 	f := cmd.Flags()
@@ -226,20 +185,9 @@ func (a *app) deviceDeleteCmd() *cobra.Command {
 		Short: "Delete a device identity and its twin",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			c, err := a.client()
-			if err != nil {
-				return err
-			}
-			ctx, cancel := a.withTimeout(cmd.Context())
-			defer cancel()
-			if err := c.DeleteDevice(ctx, args[0], ""); err != nil {
-				return fail(ctx, "delete device "+args[0], err)
-			}
-			if a.wantJSON() {
-				return writeJSON(a.stdout, map[string]any{"deviceId": args[0], "deleted": true})
-			}
-			_, err = fmt.Fprintf(a.stdout, "deleted device %s\n", args[0])
-			return err
+			return a.remove(cmd.Context(), "device", "deviceId", args[0], func(ctx context.Context, c *serviceclient.Client) error {
+				return c.DeleteDevice(ctx, args[0], "")
+			})
 		},
 	}
 }
@@ -257,15 +205,12 @@ unless --secondary). The output is secret.
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			id := args[0]
-			c, err := a.client()
+			what := "read keys of device " + id
+			d, err := fetch(cmd.Context(), a, what, func(ctx context.Context, c *serviceclient.Client) (*serviceclient.Device, error) {
+				return c.GetDevice(ctx, id)
+			})
 			if err != nil {
 				return err
-			}
-			ctx, cancel := a.withTimeout(cmd.Context())
-			defer cancel()
-			d, err := c.GetDevice(ctx, id)
-			if err != nil {
-				return fail(ctx, "read keys of device "+id, err)
 			}
 			k := d.Keys()
 			if k == nil {
@@ -273,24 +218,20 @@ unless --secondary). The output is secret.
 				if d.Authentication != nil {
 					typ = d.Authentication.Type
 				}
-				return fmt.Errorf("read keys of device %s: it has no symmetric keys (authentication %s)", id, typ)
+				return fmt.Errorf("%s: it has no symmetric keys (authentication %s)", what, typ)
 			}
-			if asCS {
-				key := k.PrimaryKey
-				if secondary {
-					key = k.SecondaryKey
-				}
-				cs := sas.ConnectionString{HostName: a.hubHostName(), DeviceID: id, Key: key}.String()
-				if a.wantJSON() {
-					return writeJSON(a.stdout, map[string]string{"connectionString": cs})
-				}
-				_, err := fmt.Fprintln(a.stdout, cs)
+			if !asCS {
+				return emit(a, k, renderKeys)
+			}
+			key := k.PrimaryKey
+			if secondary {
+				key = k.SecondaryKey
+			}
+			cs := sas.ConnectionString{HostName: a.hubHostName(), DeviceID: id, Key: key}.String()
+			return emit(a, map[string]string{"connectionString": cs}, func(w io.Writer, m map[string]string) error {
+				_, err := fmt.Fprintln(w, m["connectionString"])
 				return err
-			}
-			if a.wantJSON() {
-				return writeJSON(a.stdout, k)
-			}
-			return writeKV(a.stdout, []kv{{"Primary key", k.PrimaryKey}, {"Secondary key", k.SecondaryKey}})
+			})
 		},
 	}
 	f := cmd.Flags()

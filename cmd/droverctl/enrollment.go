@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"fmt"
 	"io"
 
@@ -31,28 +32,19 @@ func (a *app) enrollmentCreateCmd() *cobra.Command {
 		Short: "Create an enrollment group and print its primary key (-o json: the whole group)",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			c, err := a.client()
-			if err != nil {
+			return show(cmd.Context(), a, "create enrollment group "+args[0], func(ctx context.Context, c *serviceclient.Client) (*serviceclient.EnrollmentGroup, error) {
+				return c.CreateEnrollmentGroup(ctx, serviceclient.EnrollmentGroup{
+					EnrollmentGroupID:  args[0],
+					ParentDeviceID:     parent,
+					ProvisioningStatus: serviceclient.StatusEnabled,
+				})
+			}, func(w io.Writer, g *serviceclient.EnrollmentGroup) error {
+				if g.Attestation.SymmetricKey == nil || g.Attestation.SymmetricKey.PrimaryKey == "" {
+					return fmt.Errorf("create enrollment group %s: the hub returned no key", args[0])
+				}
+				_, err := fmt.Fprintln(w, g.Attestation.SymmetricKey.PrimaryKey)
 				return err
-			}
-			ctx, cancel := a.withTimeout(cmd.Context())
-			defer cancel()
-			g, err := c.CreateEnrollmentGroup(ctx, serviceclient.EnrollmentGroup{
-				EnrollmentGroupID:  args[0],
-				ParentDeviceID:     parent,
-				ProvisioningStatus: serviceclient.StatusEnabled,
 			})
-			if err != nil {
-				return fail(ctx, "create enrollment group "+args[0], err)
-			}
-			if a.wantJSON() {
-				return writeJSON(a.stdout, g)
-			}
-			if g.Attestation.SymmetricKey == nil || g.Attestation.SymmetricKey.PrimaryKey == "" {
-				return fmt.Errorf("create enrollment group %s: the hub returned no key", args[0])
-			}
-			_, err = fmt.Fprintln(a.stdout, g.Attestation.SymmetricKey.PrimaryKey)
-			return err
 		},
 	}
 	cmd.Flags().StringVar(&parent, "parent", "", "edge device `GATEWAY_ID` whose children enroll through this group")
@@ -66,20 +58,9 @@ func (a *app) enrollmentShowCmd() *cobra.Command {
 		Short: "Show an enrollment group (keys: see 'enrollment keys')",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			c, err := a.client()
-			if err != nil {
-				return err
-			}
-			ctx, cancel := a.withTimeout(cmd.Context())
-			defer cancel()
-			g, err := c.GetEnrollmentGroup(ctx, args[0])
-			if err != nil {
-				return fail(ctx, "show enrollment group "+args[0], err)
-			}
-			if a.wantJSON() {
-				return writeJSON(a.stdout, g)
-			}
-			return renderEnrollment(a.stdout, g)
+			return show(cmd.Context(), a, "show enrollment group "+args[0], func(ctx context.Context, c *serviceclient.Client) (*serviceclient.EnrollmentGroup, error) {
+				return c.GetEnrollmentGroup(ctx, args[0])
+			}, renderEnrollment)
 		},
 	}
 }
@@ -90,23 +71,13 @@ func (a *app) enrollmentListCmd() *cobra.Command {
 		Short: "List enrollment groups",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			c, err := a.client()
-			if err != nil {
-				return err
-			}
-			ctx, cancel := a.withTimeout(cmd.Context())
-			defer cancel()
-			gs, err := c.ListEnrollmentGroups(ctx)
-			if err != nil {
-				return fail(ctx, "list enrollment groups", err)
-			}
-			if gs == nil {
-				gs = []serviceclient.EnrollmentGroup{}
-			}
-			if a.wantJSON() {
-				return writeJSON(a.stdout, gs)
-			}
-			return renderEnrollmentList(a.stdout, gs)
+			return show(cmd.Context(), a, "list enrollment groups", func(ctx context.Context, c *serviceclient.Client) ([]serviceclient.EnrollmentGroup, error) {
+				gs, err := c.ListEnrollmentGroups(ctx)
+				if gs == nil {
+					gs = []serviceclient.EnrollmentGroup{} // JSON [], not null
+				}
+				return gs, err
+			}, renderEnrollmentList)
 		},
 	}
 }
@@ -117,24 +88,18 @@ func (a *app) enrollmentKeysCmd() *cobra.Command {
 		Short: "Print an enrollment group's keys (secret)",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			c, err := a.client()
+			what := "read keys of enrollment group " + args[0]
+			g, err := fetch(cmd.Context(), a, what, func(ctx context.Context, c *serviceclient.Client) (*serviceclient.EnrollmentGroup, error) {
+				return c.GetEnrollmentGroup(ctx, args[0])
+			})
 			if err != nil {
 				return err
 			}
-			ctx, cancel := a.withTimeout(cmd.Context())
-			defer cancel()
-			g, err := c.GetEnrollmentGroup(ctx, args[0])
-			if err != nil {
-				return fail(ctx, "read keys of enrollment group "+args[0], err)
-			}
 			k := g.Attestation.SymmetricKey
 			if k == nil {
-				return fmt.Errorf("read keys of enrollment group %s: attestation %s has no symmetric keys", args[0], g.Attestation.Type)
+				return fmt.Errorf("%s: attestation %s has no symmetric keys", what, g.Attestation.Type)
 			}
-			if a.wantJSON() {
-				return writeJSON(a.stdout, k)
-			}
-			return writeKV(a.stdout, []kv{{"Primary key", k.PrimaryKey}, {"Secondary key", k.SecondaryKey}})
+			return emit(a, k, renderKeys)
 		},
 	}
 }
@@ -145,20 +110,9 @@ func (a *app) enrollmentDeleteCmd() *cobra.Command {
 		Short: "Delete an enrollment group",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			c, err := a.client()
-			if err != nil {
-				return err
-			}
-			ctx, cancel := a.withTimeout(cmd.Context())
-			defer cancel()
-			if err := c.DeleteEnrollmentGroup(ctx, args[0]); err != nil {
-				return fail(ctx, "delete enrollment group "+args[0], err)
-			}
-			if a.wantJSON() {
-				return writeJSON(a.stdout, map[string]any{"enrollmentGroupId": args[0], "deleted": true})
-			}
-			_, err = fmt.Fprintf(a.stdout, "deleted enrollment group %s\n", args[0])
-			return err
+			return a.remove(cmd.Context(), "enrollment group", "enrollmentGroupId", args[0], func(ctx context.Context, c *serviceclient.Client) error {
+				return c.DeleteEnrollmentGroup(ctx, args[0])
+			})
 		},
 	}
 }

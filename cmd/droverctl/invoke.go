@@ -65,12 +65,7 @@ waits that long plus --connect-timeout plus a margin.`,
 			if err != nil {
 				return fail(ctx, what, err)
 			}
-			if a.wantJSON() {
-				err = writeJSON(a.stdout, resp)
-			} else {
-				err = renderMethodResponse(a.stdout, resp)
-			}
-			if err != nil {
+			if err := emit(a, resp, renderMethodResponse); err != nil {
 				return err
 			}
 			if resp.Status >= 400 {

@@ -69,11 +69,10 @@ when it ends failed or cancelled.`,
 			if err != nil {
 				return fmt.Errorf("%s: %w", what, err)
 			}
-			c, err := a.client()
+			c, ctx, cancel, err := a.connect(cmd.Context())
 			if err != nil {
 				return err
 			}
-			ctx, cancel := a.withTimeout(cmd.Context())
 			j, err := c.CreateJob(ctx, req)
 			cancel()
 			if err != nil {
@@ -284,11 +283,10 @@ running or pending. --devices adds one row per device. --watch follows a
 running job with a progress line until it ends.`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			c, err := a.client()
+			c, ctx, cancel, err := a.connect(cmd.Context())
 			if err != nil {
 				return err
 			}
-			ctx, cancel := a.withTimeout(cmd.Context())
 			j, err := c.GetJob(ctx, args[0])
 			cancel()
 			if err != nil {
@@ -329,20 +327,9 @@ func (a *app) jobListCmd() *cobra.Command {
 			case "method":
 				typ = serviceclient.JobTypeDeviceMethod
 			}
-			c, err := a.client()
-			if err != nil {
-				return err
-			}
-			ctx, cancel := a.withTimeout(cmd.Context())
-			defer cancel()
-			jobs, err := c.ListJobs(ctx, typ, status)
-			if err != nil {
-				return fail(ctx, "list jobs", err)
-			}
-			if a.wantJSON() {
-				return writeJSON(a.stdout, jobs)
-			}
-			return renderJobList(a.stdout, jobs)
+			return show(cmd.Context(), a, "list jobs", func(ctx context.Context, c *serviceclient.Client) ([]serviceclient.Job, error) {
+				return c.ListJobs(ctx, typ, status)
+			}, renderJobList)
 		},
 	}
 	cmd.Flags().StringVar(&typ, "type", "", "only jobs of this type: twin or method")
@@ -356,15 +343,11 @@ func (a *app) jobCancelCmd() *cobra.Command {
 		Short: "Cancel a job: devices not yet started are cancelled, running ones finish",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			c, err := a.client()
+			j, err := fetch(cmd.Context(), a, "cancel job "+args[0], func(ctx context.Context, c *serviceclient.Client) (*serviceclient.Job, error) {
+				return c.CancelJob(ctx, args[0])
+			})
 			if err != nil {
 				return err
-			}
-			ctx, cancel := a.withTimeout(cmd.Context())
-			defer cancel()
-			j, err := c.CancelJob(ctx, args[0])
-			if err != nil {
-				return fail(ctx, "cancel job "+args[0], err)
 			}
 			return a.printJob(j, nil)
 		},

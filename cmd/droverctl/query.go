@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -9,6 +10,8 @@ import (
 	"strings"
 
 	"github.com/spf13/cobra"
+
+	"github.com/drover-iot/drover/internal/serviceclient"
 )
 
 func (a *app) queryCmd() *cobra.Command {
@@ -27,20 +30,9 @@ column per selected name. -o json prints the items as one JSON array.`,
 			if pageSize < 0 {
 				return fmt.Errorf("query: --page-size must not be negative")
 			}
-			c, err := a.client()
-			if err != nil {
-				return err
-			}
-			ctx, cancel := a.withTimeout(cmd.Context())
-			defer cancel()
-			items, err := c.QueryAll(ctx, q, pageSize)
-			if err != nil {
-				return fail(ctx, "query", err)
-			}
-			if a.wantJSON() {
-				return writeJSON(a.stdout, items)
-			}
-			return renderQuery(a.stdout, items)
+			return show(cmd.Context(), a, "query", func(ctx context.Context, c *serviceclient.Client) ([]json.RawMessage, error) {
+				return c.QueryAll(ctx, q, pageSize)
+			}, renderQuery)
 		},
 	}
 	cmd.Flags().IntVar(&pageSize, "page-size", 0, "items per page `N` asked of the hub (default: the hub's choice)")

@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -28,20 +29,9 @@ func (a *app) twinShowCmd() *cobra.Command {
 		Short: "Show a device twin: tags, desired and reported properties",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			c, err := a.client()
-			if err != nil {
-				return err
-			}
-			ctx, cancel := a.withTimeout(cmd.Context())
-			defer cancel()
-			t, err := c.GetTwin(ctx, args[0])
-			if err != nil {
-				return fail(ctx, "show twin "+args[0], err)
-			}
-			if a.wantJSON() {
-				return writeJSON(a.stdout, t)
-			}
-			return renderTwin(a.stdout, t)
+			return show(cmd.Context(), a, "show twin "+args[0], func(ctx context.Context, c *serviceclient.Client) (*serviceclient.Twin, error) {
+				return c.GetTwin(ctx, args[0])
+			}, renderTwin)
 		},
 	}
 }
@@ -81,23 +71,13 @@ func (a *app) twinUpdateCmd() *cobra.Command {
 					}
 				}
 			}
-			c, err := a.client()
-			if err != nil {
-				return err
-			}
-			ctx, cancel := a.withTimeout(cmd.Context())
-			defer cancel()
-			t, err := c.UpdateTwin(ctx, id, p, etag)
-			if err != nil {
+			return show(cmd.Context(), a, what, func(ctx context.Context, c *serviceclient.Client) (*serviceclient.Twin, error) {
+				t, err := c.UpdateTwin(ctx, id, p, etag)
 				if errors.Is(err, serviceclient.ErrPreconditionFailed) {
-					return fmt.Errorf("%s: the twin changed since etag %s: %w", what, etag, err)
+					return nil, fmt.Errorf("the twin changed since etag %s: %w", etag, err)
 				}
-				return fail(ctx, what, err)
-			}
-			if a.wantJSON() {
-				return writeJSON(a.stdout, t)
-			}
-			return renderTwin(a.stdout, t)
+				return t, err
+			}, renderTwin)
 		},
 	}
 	f := cmd.Flags()
