@@ -2,6 +2,7 @@ package cli
 
 import (
 	"fmt"
+	"io"
 
 	"github.com/spf13/cobra"
 
@@ -16,18 +17,12 @@ func (t *tools) devicesCmd() *cobra.Command {
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			var list localapi.DeviceList
-			if err := t.get(cmd, &f, "/v1/devices", &list); err != nil {
-				return err
-			}
-			if asJSON, _ := f.json(); asJSON {
-				return t.printJSON(list)
-			}
-			w := t.table()
-			row(w, "ID", "BUS", "ADDRESS", "PROFILE", "STATE", "LAST SEEN", "LAST ERROR")
-			for _, d := range list.Devices {
-				row(w, d.ID, d.Bus, fmt.Sprint(d.Address), d.Profile, d.State, ago(list.Time, d.LastSeen), d.LastError)
-			}
-			return w.Flush()
+			return t.show(cmd, &f, "/v1/devices", &list, func(w io.Writer) {
+				row(w, "ID", "BUS", "ADDRESS", "PROFILE", "STATE", "LAST SEEN", "LAST ERROR")
+				for _, d := range list.Devices {
+					row(w, d.ID, d.Bus, fmt.Sprint(d.Address), d.Profile, d.State, ago(list.Time, d.LastSeen), d.LastError)
+				}
+			})
 		},
 	}
 	f.add(c, false)

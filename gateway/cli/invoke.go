@@ -28,13 +28,8 @@ local API. The method's status and response payload are printed; a status of
 					return fmt.Errorf("payload %q is not JSON (quote strings: '\"text\"')", args[2])
 				}
 			}
-			api, err := t.connect(&f, true)
-			if err != nil {
-				return err
-			}
-			defer api.close()
 			var res localapi.MethodResponse
-			if err := api.request(cmdContext(cmd), "POST", devicePath(args[0], "methods", args[1]), payload, &res); err != nil {
+			if err := t.call(cmd, &f, true, "POST", devicePath(args[0], "methods", args[1]), payload, &res); err != nil {
 				return err
 			}
 			if asJSON, _ := f.json(); asJSON {

@@ -3,6 +3,7 @@ package cli
 import (
 	"encoding/json"
 	"fmt"
+	"io"
 	"net/url"
 	"time"
 
@@ -38,18 +39,12 @@ func (t *tools) jobsListCmd(use string) *cobra.Command {
 				path += "?" + url.Values{"device": {device}}.Encode()
 			}
 			var list localapi.JobList
-			if err := t.get(cmd, &f, path, &list); err != nil {
-				return err
-			}
-			if asJSON, _ := f.json(); asJSON {
-				return t.printJSON(list)
-			}
-			w := t.table()
-			row(w, "ID", "DEVICE", "KIND", "SOURCE", "STATE", "ATTEMPTS", "PROGRESS", "CREATED", "REASON")
-			for _, j := range list.Jobs {
-				row(w, j.ID, j.Device, j.Kind, j.Source, j.State, fmt.Sprint(j.Attempts), percent(j.Progress), ago(list.Time, j.Created), j.Reason)
-			}
-			return w.Flush()
+			return t.show(cmd, &f, path, &list, func(w io.Writer) {
+				row(w, "ID", "DEVICE", "KIND", "SOURCE", "STATE", "ATTEMPTS", "PROGRESS", "CREATED", "REASON")
+				for _, j := range list.Jobs {
+					row(w, j.ID, j.Device, j.Kind, j.Source, j.State, fmt.Sprint(j.Attempts), percent(j.Progress), ago(list.Time, j.Created), j.Reason)
+				}
+			})
 		},
 	}
 	f.add(c, false)
@@ -73,54 +68,52 @@ func (t *tools) jobsShowCmd() *cobra.Command {
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			var j localapi.JobDetail
-			if err := t.get(cmd, &f, "/v1/jobs/"+url.PathEscape(args[0]), &j); err != nil {
-				return err
-			}
-			if asJSON, _ := f.json(); asJSON {
-				return t.printJSON(j)
-			}
-			w := t.table()
-			field := func(k, v string) {
-				if v != "" {
-					row(w, k+":", v)
-				}
-			}
-			stamp := func(at time.Time) string {
-				if at.IsZero() {
-					return ""
-				}
-				return at.UTC().Format(time.RFC3339)
-			}
-			field("ID", j.ID)
-			field("Device", j.Device)
-			field("Bus", j.Bus)
-			field("Kind", j.Kind)
-			field("Source", j.Source)
-			field("State", j.State)
-			field("Reason", j.Reason)
-			attempts := fmt.Sprint(j.Attempts)
-			if j.MaxAttempts > 0 {
-				attempts += fmt.Sprintf(" of %d", j.MaxAttempts)
-			}
-			field("Attempts", attempts)
-			field("Progress", percent(j.Progress))
-			field("Message", j.Message)
-			if j.Disruptive {
-				field("Disruptive", fmt.Sprintf("yes (force: %v)", j.Force))
-			}
-			field("Created", stamp(j.Created))
-			field("Started", stamp(j.Started))
-			field("Not before", stamp(j.NotBefore))
-			field("Deadline", stamp(j.Deadline))
-			field("Ended", stamp(j.Ended))
-			field("Payload", string(j.Payload))
-			field("Result", string(j.Result))
-			field("Error", j.Error)
-			return w.Flush()
+			return t.show(cmd, &f, "/v1/jobs/"+url.PathEscape(args[0]), &j, func(w io.Writer) { renderJob(w, j) })
 		},
 	}
 	f.add(c, false)
 	return c
+}
+
+// renderJob writes a job's fields, one "Name:  value" row each; empty ones
+// are left out.
+func renderJob(w io.Writer, j localapi.JobDetail) {
+	field := func(k, v string) {
+		if v != "" {
+			row(w, k+":", v)
+		}
+	}
+	stamp := func(at time.Time) string {
+		if at.IsZero() {
+			return ""
+		}
+		return at.UTC().Format(time.RFC3339)
+	}
+	field("ID", j.ID)
+	field("Device", j.Device)
+	field("Bus", j.Bus)
+	field("Kind", j.Kind)
+	field("Source", j.Source)
+	field("State", j.State)
+	field("Reason", j.Reason)
+	attempts := fmt.Sprint(j.Attempts)
+	if j.MaxAttempts > 0 {
+		attempts += fmt.Sprintf(" of %d", j.MaxAttempts)
+	}
+	field("Attempts", attempts)
+	field("Progress", percent(j.Progress))
+	field("Message", j.Message)
+	if j.Disruptive {
+		field("Disruptive", fmt.Sprintf("yes (force: %v)", j.Force))
+	}
+	field("Created", stamp(j.Created))
+	field("Started", stamp(j.Started))
+	field("Not before", stamp(j.NotBefore))
+	field("Deadline", stamp(j.Deadline))
+	field("Ended", stamp(j.Ended))
+	field("Payload", string(j.Payload))
+	field("Result", string(j.Result))
+	field("Error", j.Error)
 }
 
 // jobsCancelCmd cancels a job through the gateway's own cancelJob method.

@@ -3,6 +3,7 @@ package cli
 import (
 	"encoding/json"
 	"fmt"
+	"io"
 	"strings"
 
 	"github.com/spf13/cobra"
@@ -17,28 +18,20 @@ func (t *tools) readCmd() *cobra.Command {
 		Short: "Read points from a device now (all points when none are named)",
 		Args:  cobra.MinimumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			api, err := t.connect(&f, false)
-			if err != nil {
-				return err
-			}
-			defer api.close()
 			body, err := json.Marshal(localapi.ReadRequest{Points: args[1:]})
 			if err != nil {
 				return fmt.Errorf("encode read request: %w", err)
 			}
 			var res localapi.ReadResponse
-			if err := api.request(cmdContext(cmd), "POST", devicePath(args[0], "read"), body, &res); err != nil {
+			if err := t.call(cmd, &f, false, "POST", devicePath(args[0], "read"), body, &res); err != nil {
 				return err
 			}
-			if asJSON, _ := f.json(); asJSON {
-				return t.printJSON(res)
-			}
-			w := t.table()
-			row(w, "POINT", "VALUE", "QUALITY", "ERROR")
-			for _, v := range res.Values {
-				row(w, v.Point, jsonValue(v.Value), v.Quality, v.Error)
-			}
-			return w.Flush()
+			return t.emit(&f, res, func(w io.Writer) {
+				row(w, "POINT", "VALUE", "QUALITY", "ERROR")
+				for _, v := range res.Values {
+					row(w, v.Point, jsonValue(v.Value), v.Quality, v.Error)
+				}
+			})
 		},
 	}
 	f.add(c, false)
@@ -64,21 +57,11 @@ func (t *tools) writeCmd() *cobra.Command {
 			if err != nil {
 				return fmt.Errorf("encode write request: %w", err)
 			}
-			api, err := t.connect(&f, true)
-			if err != nil {
-				return err
-			}
-			defer api.close()
 			var res localapi.WriteResponse
-			if err := api.request(cmdContext(cmd), "POST", devicePath(args[0], "write"), body, &res); err != nil {
+			if err := t.call(cmd, &f, true, "POST", devicePath(args[0], "write"), body, &res); err != nil {
 				return err
 			}
-			if asJSON, _ := f.json(); asJSON {
-				if err := t.printJSON(res); err != nil {
-					return err
-				}
-			} else {
-				w := t.table()
+			if err := t.emit(&f, res, func(w io.Writer) {
 				row(w, "POINT", "RESULT", "READ BACK")
 				for _, r := range res.Results {
 					result := "ok"
@@ -87,9 +70,8 @@ func (t *tools) writeCmd() *cobra.Command {
 					}
 					row(w, r.Point, result, jsonValue(r.ReadBack))
 				}
-				if err := w.Flush(); err != nil {
-					return err
-				}
+			}); err != nil {
+				return err
 			}
 			failed := 0
 			for _, r := range res.Results {

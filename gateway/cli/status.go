@@ -2,6 +2,7 @@ package cli
 
 import (
 	"fmt"
+	"io"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -17,21 +18,15 @@ func (t *tools) statusCmd() *cobra.Command {
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			var st localapi.Status
-			if err := t.get(cmd, &f, "/v1/status", &st); err != nil {
-				return err
-			}
-			if asJSON, _ := f.json(); asJSON {
-				return t.printJSON(st)
-			}
-			return t.printStatus(st)
+			return t.show(cmd, &f, "/v1/status", &st, func(w io.Writer) { renderStatus(w, st) })
 		},
 	}
 	f.add(c, false)
 	return c
 }
 
-func (t *tools) printStatus(st localapi.Status) error {
-	w := t.table()
+// renderStatus writes the status as aligned rows.
+func renderStatus(w io.Writer, st localapi.Status) {
 	row(w, "gateway", fmt.Sprintf("%s (version %s, up %s)", st.GatewayID, st.Version, time.Duration(st.Uptime).Round(time.Second)))
 	row(w, "uplink", upstreamLine(st))
 	row(w, "devices", fmt.Sprint(st.Devices))
@@ -53,7 +48,6 @@ func (t *tools) printStatus(st localapi.Status) error {
 			row(w, b.Name, b.Plugin, b.State, fmt.Sprint(b.Transactions), fmt.Sprint(b.Timeouts), fmt.Sprint(b.Errors), fmt.Sprint(b.Queue))
 		}
 	}
-	return w.Flush()
 }
 
 func upstreamLine(st localapi.Status) string {

@@ -57,14 +57,39 @@ func (t *tools) connect(f *apiFlags, needsToken bool) (*apiClient, error) {
 	return c, nil
 }
 
-// get reads one resource of the local API into out (no token needed).
-func (t *tools) get(cmd *cobra.Command, f *apiFlags, path string, out any) error {
-	api, err := t.connect(f, false)
+// call sends one request to the local API and decodes the answer into out.
+// A write carries the token.
+func (t *tools) call(cmd *cobra.Command, f *apiFlags, write bool, method, path string, body []byte, out any) error {
+	api, err := t.connect(f, write)
 	if err != nil {
 		return err
 	}
 	defer api.close()
-	return api.request(cmdContext(cmd), "GET", path, nil, out)
+	return api.request(cmdContext(cmd), method, path, body, out)
+}
+
+// get reads one resource of the local API into out (no token needed).
+func (t *tools) get(cmd *cobra.Command, f *apiFlags, path string, out any) error {
+	return t.call(cmd, f, false, "GET", path, nil, out)
+}
+
+// show reads one resource into out and prints it (see emit).
+func (t *tools) show(cmd *cobra.Command, f *apiFlags, path string, out any, render func(w io.Writer)) error {
+	if err := t.get(cmd, f, path, out); err != nil {
+		return err
+	}
+	return t.emit(f, out, render)
+}
+
+// emit prints v as indented JSON with -o json, else as the aligned table
+// render writes.
+func (t *tools) emit(f *apiFlags, v any, render func(w io.Writer)) error {
+	if asJSON, _ := f.json(); asJSON {
+		return t.printJSON(v)
+	}
+	w := t.table()
+	render(w)
+	return w.Flush()
 }
 
 // printJSON writes v indented, for -o json.
