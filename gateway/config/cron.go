@@ -2,9 +2,12 @@ package config
 
 import (
 	"fmt"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/robfig/cron/v3"
 )
 
 // Schedule is a parsed five-field cron expression:
@@ -17,34 +20,28 @@ import (
 // are restricted, a day matching either one matches. The shorthands
 // @yearly (@annually), @monthly, @weekly, @daily (@midnight) and @hourly are
 // accepted. Times are matched in the location of the time given to Next.
+//
+// The parsing and the search for the next time are robfig/cron's; this type
+// adds what Drover promised before it used that library: 7 for Sunday,
+// errors that name the field, no time zone inside the expression (windows
+// have a timezone key), and a repeated hour that fires once.
 type Schedule struct {
-	spec                          string
-	minute, hour, dom, month, dow uint64 // bit i set = value i matches
-	domStar, dowStar              bool
+	spec  string
+	sched cron.Schedule
 }
 
-type cronField struct {
-	name     string
-	min, max int
-	names    []string // names[i] is the name of value min+i
-}
+// cronParser reads the five standard fields and the @ shorthands; a leading
+// TZ= is refused before it is reached (the field count).
+var cronParser = cron.NewParser(cron.Minute | cron.Hour | cron.Dom | cron.Month | cron.Dow | cron.Descriptor)
 
-var cronFields = []cronField{
-	{name: "minute", min: 0, max: 59},
-	{name: "hour", min: 0, max: 23},
-	{name: "day of month", min: 1, max: 31},
-	{name: "month", min: 1, max: 12, names: []string{"jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec"}},
-	{name: "day of week", min: 0, max: 7, names: []string{"sun", "mon", "tue", "wed", "thu", "fri", "sat"}},
-}
+// cronFieldNames name the fields in errors, in order.
+var cronFieldNames = [5]string{"minute", "hour", "day of month", "month", "day of week"}
 
-var cronShorthands = map[string]string{
-	"@yearly":   "0 0 1 1 *",
-	"@annually": "0 0 1 1 *",
-	"@monthly":  "0 0 1 * *",
-	"@weekly":   "0 0 * * 0",
-	"@daily":    "0 0 * * *",
-	"@midnight": "0 0 * * *",
-	"@hourly":   "0 * * * *",
+// cronShorthands are the @ forms accepted (robfig's @every is not: a window
+// opens at wall-clock times).
+var cronShorthands = map[string]bool{
+	"@yearly": true, "@annually": true, "@monthly": true, "@weekly": true,
+	"@daily": true, "@midnight": true, "@hourly": true,
 }
 
 // ParseCron parses a cron expression. The error says which field is wrong
@@ -52,30 +49,29 @@ var cronShorthands = map[string]string{
 func ParseCron(spec string) (*Schedule, error) {
 	expr := strings.TrimSpace(spec)
 	if strings.HasPrefix(expr, "@") {
-		e, ok := cronShorthands[strings.ToLower(expr)]
-		if !ok {
-			return nil, fmt.Errorf("unknown shorthand %q (use @hourly, @daily, @weekly, @monthly or @yearly)", expr)
+		expr = strings.ToLower(expr)
+		if !cronShorthands[expr] {
+			return nil, fmt.Errorf("unknown shorthand %q (use @hourly, @daily, @weekly, @monthly or @yearly)", spec)
 		}
-		expr = e
-	}
-	parts := strings.Fields(expr)
-	if len(parts) != 5 {
-		return nil, fmt.Errorf("want 5 fields (minute hour day-of-month month day-of-week), got %d", len(parts))
-	}
-	s := &Schedule{spec: spec}
-	sets := []*uint64{&s.minute, &s.hour, &s.dom, &s.month, &s.dow}
-	for i, p := range parts {
-		bits, err := parseCronField(p, cronFields[i])
-		if err != nil {
-			return nil, err
+	} else {
+		parts := strings.Fields(expr)
+		if len(parts) != 5 {
+			return nil, fmt.Errorf("want 5 fields (minute hour day-of-month month day-of-week), got %d", len(parts))
 		}
-		*sets[i] = bits
+		// The parser skips empty list items; "1,,2" is more likely a typo.
+		for i, p := range parts {
+			if slices.Contains(strings.Split(p, ","), "") {
+				return nil, fmt.Errorf("%s: empty list item in %q", cronFieldNames[i], p)
+			}
+		}
+		parts[4] = sundayAsSeven(parts[4])
+		expr = strings.Join(parts, " ")
 	}
-	if s.dow&(1<<7) != 0 { // 7 is Sunday too
-		s.dow |= 1
+	sched, err := cronParser.Parse(expr)
+	if err != nil {
+		return nil, cronFieldError(strings.Fields(expr), err)
 	}
-	s.domStar = parts[2] == "*" || parts[2] == "?"
-	s.dowStar = parts[4] == "*" || parts[4] == "?"
+	s := &Schedule{spec: spec, sched: sched}
 	// Reject expressions that never fire, e.g. "0 0 30 2 *".
 	if s.Next(time.Date(2000, 1, 1, 0, 0, 0, 0, time.UTC)).IsZero() {
 		return nil, fmt.Errorf("never fires (no month has that day)")
@@ -83,124 +79,107 @@ func ParseCron(spec string) (*Schedule, error) {
 	return s, nil
 }
 
-func parseCronField(text string, f cronField) (uint64, error) {
-	var bits uint64
-	for _, item := range strings.Split(text, ",") {
-		if item == "" {
-			return 0, fmt.Errorf("%s: empty list item in %q", f.name, text)
-		}
-		rng, stepText, hasStep := strings.Cut(item, "/")
-		step := 1
-		if hasStep {
-			n, err := strconv.Atoi(stepText)
-			if err != nil || n < 1 || n > f.max {
-				return 0, fmt.Errorf("%s: bad step %q (1..%d)", f.name, stepText, f.max)
+// cronFieldError names the field behind err, which the parser's errors do
+// not: the first field that fails alone among stars is the culprit.
+func cronFieldError(fields []string, err error) error {
+	if len(fields) != len(cronFieldNames) {
+		return err
+	}
+	for i, f := range fields {
+		probe := []string{"*", "*", "*", "*", "*"}
+		probe[i] = f
+		if _, ferr := cronParser.Parse(strings.Join(probe, " ")); ferr != nil {
+			if i == 4 {
+				return fmt.Errorf("%s: %w (0 and 7 are Sunday)", cronFieldNames[i], ferr)
 			}
-			step = n
-		}
-		lo, hi := f.min, f.max
-		if f.name == "day of week" {
-			hi = 6 // "*" is 0-6; 7 is only an alias
-		}
-		switch {
-		case rng == "*" || rng == "?":
-		default:
-			a, b, isRange := strings.Cut(rng, "-")
-			var err error
-			if lo, err = cronValue(a, f); err != nil {
-				return 0, err
-			}
-			hi = lo
-			if isRange {
-				if hi, err = cronValue(b, f); err != nil {
-					return 0, err
-				}
-				if hi < lo {
-					return 0, fmt.Errorf("%s: range %s goes backwards", f.name, rng)
-				}
-			} else if hasStep {
-				hi = f.max // "5/15" means 5-max/15
-			}
-		}
-		for v := lo; v <= hi; v += step {
-			bits |= 1 << uint(v)
+			return fmt.Errorf("%s: %w", cronFieldNames[i], ferr)
 		}
 	}
-	return bits, nil
+	return err
 }
 
-func cronValue(text string, f cronField) (int, error) {
-	for i, name := range f.names {
-		if strings.EqualFold(text, name) {
-			return f.min + i, nil
+// sundayAsSeven rewrites a day-of-week field so that 7, Sunday in classic
+// cron, reaches the parser (whose range is 0-6) as 0: "7" and "7/n" become
+// "0"; "a-7" becomes "a-6,0", and "a-7/n" becomes "a-6/n", with ",0" when
+// the steps land on 7. Anything else is left for the parser to judge.
+func sundayAsSeven(field string) string {
+	items := strings.Split(field, ",")
+	out := make([]string, 0, len(items)+1)
+	for _, item := range items {
+		rng, step, hasStep := strings.Cut(item, "/")
+		lo, hi, isRange := strings.Cut(rng, "-")
+		switch {
+		case lo == "7" && (!isRange || hi == "7"):
+			out = append(out, "0")
+		case isRange && hi == "7":
+			r := lo + "-6"
+			if hasStep {
+				r += "/" + step
+			}
+			out = append(out, r)
+			if stepsReachSeven(lo, step, hasStep) {
+				out = append(out, "0")
+			}
+		default:
+			out = append(out, item)
 		}
 	}
-	v, err := strconv.Atoi(text)
-	if err != nil {
-		return 0, fmt.Errorf("%s: bad value %q", f.name, text)
-	}
-	if v < f.min || v > f.max {
-		return 0, fmt.Errorf("%s: %d out of range %d-%d", f.name, v, f.min, f.max)
-	}
-	return v, nil
+	return strings.Join(out, ",")
 }
+
+// stepsReachSeven reports whether lo, lo+step, ... hits 7 (lo a number or a
+// day name); false when either does not parse, so the parser reports it.
+func stepsReachSeven(lo, step string, hasStep bool) bool {
+	n, ok := dayNumbers[strings.ToLower(lo)]
+	if !ok {
+		v, err := strconv.Atoi(lo)
+		if err != nil || v < 0 || v > 7 {
+			return false
+		}
+		n = v
+	}
+	if !hasStep {
+		return true
+	}
+	s, err := strconv.Atoi(step)
+	return err == nil && s > 0 && (7-n)%s == 0
+}
+
+// dayNumbers are the weekday names cron accepts.
+var dayNumbers = map[string]int{"sun": 0, "mon": 1, "tue": 2, "wed": 3, "thu": 4, "fri": 5, "sat": 6}
 
 // String returns the expression as written.
 func (s *Schedule) String() string { return s.spec }
 
-func (s *Schedule) dayMatches(t time.Time) bool {
-	dom := s.dom&(1<<uint(t.Day())) != 0
-	dow := s.dow&(1<<uint(t.Weekday())) != 0
-	switch {
-	case s.domStar && s.dowStar:
-		return true
-	case s.domStar:
-		return dow
-	case s.dowStar:
-		return dom
-	}
-	return dom || dow
-}
-
-// cronHorizon bounds the search of Next: 8 years covers every 29 February.
-const cronHorizon = 8 * 366 * 24 * time.Hour
-
 // Next returns the first time strictly after t that the schedule matches,
 // at a whole minute in t's location, or the zero time if there is none
-// within eight years. A local time skipped by a daylight-saving jump does not
+// within five years. A local time skipped by a daylight-saving jump does not
 // fire that day; a repeated one fires once.
 func (s *Schedule) Next(t time.Time) time.Time {
-	loc := t.Location()
-	limit := t.Add(cronHorizon)
-	// Start at the next whole minute.
-	cur := time.Date(t.Year(), t.Month(), t.Day(), t.Hour(), t.Minute(), 0, 0, loc).Add(time.Minute)
-	if !cur.After(t) {
-		cur = cur.Add(time.Minute)
+	n := s.sched.Next(t)
+	// robfig/cron fires again in the repeated hour of a fall-back; a
+	// maintenance window opens once a night.
+	for !n.IsZero() && repeatedWallClock(n) {
+		n = s.sched.Next(n)
 	}
-	for cur.Before(limit) {
-		y, mo, d := cur.Date()
-		h, mi := cur.Hour(), cur.Minute()
-		var next time.Time
-		switch {
-		case s.month&(1<<uint(mo)) == 0:
-			next = time.Date(y, mo+1, 1, 0, 0, 0, 0, loc)
-		case !s.dayMatches(cur):
-			next = time.Date(y, mo, d+1, 0, 0, 0, 0, loc)
-		case s.hour&(1<<uint(h)) == 0:
-			next = time.Date(y, mo, d, h+1, 0, 0, 0, loc)
-		case s.minute&(1<<uint(mi)) == 0:
-			next = time.Date(y, mo, d, h, mi+1, 0, 0, loc)
-		default:
-			return cur
-		}
-		// time.Date normalises into the repeated hour of a DST fall-back to
-		// its first occurrence, which can lie before cur: always move forward.
-		if !next.After(cur) {
-			next = cur.Add(time.Minute)
-		}
-		cur = next
+	return n
+}
+
+// maxDSTShift bounds how far a zone moves its clocks back at once (the
+// largest in the tz database is an hour; Lord Howe's is half of one).
+const maxDSTShift = 3 * time.Hour
+
+// repeatedWallClock reports whether t's wall-clock time already happened
+// shortly before, at t minus the clock shift: t lies in the second pass of
+// a daylight-saving fall-back.
+func repeatedWallClock(t time.Time) bool {
+	_, after := t.Zone()
+	_, before := t.Add(-maxDSTShift).Zone()
+	if before <= after {
+		return false
 	}
-	return time.Time{}
+	earlier := t.Add(-time.Duration(before-after) * time.Second)
+	return earlier.Day() == t.Day() && earlier.Hour() == t.Hour() && earlier.Minute() == t.Minute()
 }
 
 // Next returns the next opening of the window strictly after t, in the

@@ -1,6 +1,7 @@
 package config
 
 import (
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -25,19 +26,26 @@ func TestParseCron(t *testing.T) {
 		{spec: "", wantErr: "want 5 fields"},
 		{spec: "0 2 * *", wantErr: "want 5 fields"},
 		{spec: "0 2 * * * *", wantErr: "got 6"},
-		{spec: "60 * * * *", wantErr: "minute: 60 out of range 0-59"},
-		{spec: "0 25 * * *", wantErr: "hour: 25 out of range 0-23"},
-		{spec: "0 0 0 * *", wantErr: "day of month: 0 out of range 1-31"},
-		{spec: "0 0 * 13 *", wantErr: "month: 13 out of range 1-12"},
-		{spec: "0 0 * * 8", wantErr: "day of week: 8 out of range 0-7"},
-		{spec: "0 0 * * fun", wantErr: `day of week: bad value "fun"`},
-		{spec: "*/0 * * * *", wantErr: "bad step"},
-		{spec: "0 5-2 * * *", wantErr: "goes backwards"},
+		{spec: "60 * * * *", wantErr: "minute: end of range (60) above maximum (59)"},
+		{spec: "0 25 * * *", wantErr: "hour: end of range (25) above maximum (23)"},
+		{spec: "0 0 0 * *", wantErr: "day of month: beginning of range (0) below minimum (1)"},
+		{spec: "0 0 * 13 *", wantErr: "month: end of range (13) above maximum (12)"},
+		{spec: "0 0 * * 8", wantErr: "day of week: end of range (8) above maximum (6): 8 (0 and 7 are Sunday)"},
+		{spec: "0 0 * * fun", wantErr: "day of week: failed to parse int from fun"},
+		{spec: "*/0 * * * *", wantErr: "minute: step of range should be a positive number"},
+		{spec: "0 5-2 * * *", wantErr: "hour: beginning of range (5) beyond end of range (2)"},
 		{spec: "0 0 30 2 *", wantErr: "never fires"},
-		{spec: "1,,2 * * * *", wantErr: "empty list item"},
+		{spec: "1,,2 * * * *", wantErr: `minute: empty list item in "1,,2"`},
 		{spec: "@sometimes", wantErr: "unknown shorthand"},
-		{spec: "a b c d e", wantErr: `minute: bad value "a"`},
+		{spec: "a b c d e", wantErr: "minute: failed to parse int from a"},
 		{spec: "-1 * * * *", wantErr: "minute"},
+		{spec: "@DAILY"},
+		{spec: "@every 1h", wantErr: "unknown shorthand"},
+		{spec: "TZ=UTC 0 2 * * *", wantErr: "got 6"},
+		{spec: "0 0 * * 5-7"},
+		{spec: "0 0 * * fri-7/2"},
+		{spec: "0 0 * * 7/3"},
+		{spec: "0 0 * * 8-7", wantErr: "day of week"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.spec, func(t *testing.T) {
@@ -98,8 +106,9 @@ func TestScheduleNext(t *testing.T) {
 		{"in local zone", "0 2 * * *", local("2026-06-01 03:00"), local("2026-06-02 02:00")},
 		// 2026-03-29: Berlin skips 02:00-03:00; a 02:30 job does not fire that day.
 		{"spring forward skips", "30 2 * * *", local("2026-03-29 00:00"), local("2026-03-30 02:30")},
-		// 2026-10-25: 02:00-03:00 happens twice; the job fires once.
-		{"fall back fires once", "30 2 * * *", local("2026-10-25 00:00"), local("2026-10-25 02:30")},
+		// 2026-10-25: 02:00-03:00 happens twice; the job fires once, in the
+		// first pass (CEST).
+		{"fall back fires once", "30 2 * * *", local("2026-10-25 00:00"), time.Date(2026, 10, 25, 0, 30, 0, 0, time.UTC)},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -132,6 +141,68 @@ func TestScheduleNext(t *testing.T) {
 			cur = next
 		}
 	})
+}
+
+// TestSundayAsSeven checks which days the forms with 7 match: 7 is Sunday,
+// as 0 is.
+func TestSundayAsSeven(t *testing.T) {
+	// 2026-03-01 is a Sunday.
+	tests := []struct {
+		dow  string
+		want []time.Weekday
+	}{
+		{"7", []time.Weekday{time.Sunday}},
+		{"0,7", []time.Weekday{time.Sunday}},
+		{"5-7", []time.Weekday{time.Sunday, time.Friday, time.Saturday}},
+		{"sat-7", []time.Weekday{time.Sunday, time.Saturday}},
+		{"1-7/2", []time.Weekday{time.Sunday, time.Monday, time.Wednesday, time.Friday}},
+		{"2-7/2", []time.Weekday{time.Tuesday, time.Thursday, time.Saturday}},
+		{"7/3", []time.Weekday{time.Sunday}},
+		{"7-7", []time.Weekday{time.Sunday}},
+		{"mon", []time.Weekday{time.Monday}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.dow, func(t *testing.T) {
+			s, err := ParseCron("0 12 * * " + tt.dow)
+			if err != nil {
+				t.Fatalf("ParseCron(day of week %q): %v", tt.dow, err)
+			}
+			var got []time.Weekday
+			cur := time.Date(2026, 2, 28, 23, 0, 0, 0, time.UTC)
+			for range 7 {
+				next := s.Next(cur)
+				if next.Sub(cur) > 7*24*time.Hour || len(got) > 0 && next.Weekday() == got[0] {
+					break
+				}
+				got = append(got, next.Weekday())
+				cur = next
+			}
+			if fmt.Sprint(got) != fmt.Sprint(tt.want) {
+				t.Errorf("day of week %q fires on %v, want %v", tt.dow, got, tt.want)
+			}
+		})
+	}
+}
+
+// TestScheduleFallBackWest is the fall-back rule west of UTC, where
+// time.Date picks the first pass of a repeated hour rather than the second.
+func TestScheduleFallBackWest(t *testing.T) {
+	ny, err := time.LoadLocation("America/New_York")
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := ParseCron("30 1 * * *")
+	if err != nil {
+		t.Fatal(err)
+	}
+	// 2026-11-01: New York repeats 01:00-02:00 (EDT, then EST).
+	first := s.Next(time.Date(2026, 11, 1, 0, 0, 0, 0, ny))
+	if want := time.Date(2026, 11, 1, 5, 30, 0, 0, time.UTC); !first.Equal(want) {
+		t.Fatalf("Next = %s, want the first pass %s", first, want.In(ny))
+	}
+	if second, want := s.Next(first), time.Date(2026, 11, 2, 1, 30, 0, 0, ny); !second.Equal(want) {
+		t.Errorf("after %s: Next = %s, want %s", first, second, want)
+	}
 }
 
 func TestWindowActive(t *testing.T) {

@@ -16,6 +16,7 @@
 // Merge applies it (rules in merge.go), Diff shows what it changed and Hash
 // fingerprints the effective configuration.
 //
-// cron.go holds the five-field cron parser used by maintenance windows and
-// reused by the job queue.
+// cron.go adapts robfig/cron's five-field parser for maintenance windows
+// (reused by the job queue): 7 for Sunday, errors naming the field, and a
+// repeated daylight-saving hour that fires once.
 package config
