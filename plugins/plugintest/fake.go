@@ -8,90 +8,12 @@ import (
 	"maps"
 	"os"
 	"slices"
-	"strconv"
 	"strings"
 	"sync"
 	"time"
 
 	"github.com/drover-iot/drover/plugins"
 )
-
-// FaultPoint is the point name through which a Write arms a fault in a Fake
-// (also one in another process): the value is a string in ParseFault's
-// format. Writing it works on any device id, attached or not.
-const FaultPoint = "$fault"
-
-// FaultAction is what an armed fault does.
-type FaultAction int
-
-// Fault actions.
-const (
-	FaultError FaultAction = iota + 1 // return an error with Fault.Code
-	FaultCrash                        // call Fake.Exit(Fault.ExitCode): the process dies
-	FaultHang                         // call Fake.Hang: the process stops answering
-	FaultDelay                        // wait Fault.Delay first; for Scan, before every probe
-)
-
-// Fault is one scripted misbehaviour of a Fake. It fires once, on the next
-// call of the operation it was armed for.
-type Fault struct {
-	Action   FaultAction
-	Code     plugins.Code  // FaultError
-	ExitCode int           // FaultCrash
-	Delay    time.Duration // FaultDelay
-}
-
-// Operation names for Arm and ParseFault: the Plugin method names in
-// snake case.
-var Ops = []string{
-	"describe", "validate_bus", "validate_profile", "open_bus", "close_bus", "attach", "detach",
-	"read", "write", "identify", "scan", "reboot", "factory_reset", "flash",
-}
-
-// ParseFault parses "op:action[=arg]": "read:crash=3", "read:hang",
-// "write:error=busy" (a plugins.Code name), "scan:delay=50ms".
-func ParseFault(s string) (op string, f Fault, err error) {
-	op, rest, ok := strings.Cut(s, ":")
-	if !ok || !slices.Contains(Ops, op) {
-		return "", Fault{}, fmt.Errorf("parse fault %q: want op:action[=arg] with op one of %v", s, Ops)
-	}
-	action, arg, hasArg := strings.Cut(rest, "=")
-	switch action {
-	case "crash":
-		f = Fault{Action: FaultCrash, ExitCode: 3}
-		if hasArg {
-			if f.ExitCode, err = strconv.Atoi(arg); err != nil || f.ExitCode < 0 || f.ExitCode > 125 {
-				return "", Fault{}, fmt.Errorf("parse fault %q: exit code must be 0..125", s)
-			}
-		}
-	case "hang":
-		f = Fault{Action: FaultHang}
-	case "error":
-		c, ok := codeByName(arg)
-		if !ok {
-			return "", Fault{}, fmt.Errorf("parse fault %q: unknown error code %q", s, arg)
-		}
-		f = Fault{Action: FaultError, Code: c}
-	case "delay":
-		d, err := time.ParseDuration(arg)
-		if err != nil || d < 0 {
-			return "", Fault{}, fmt.Errorf("parse fault %q: bad delay", s)
-		}
-		f = Fault{Action: FaultDelay, Delay: d}
-	default:
-		return "", Fault{}, fmt.Errorf("parse fault %q: unknown action %q", s, action)
-	}
-	return op, f, nil
-}
-
-func codeByName(name string) (plugins.Code, bool) {
-	for c := plugins.CodeUnknown; c <= plugins.CodeGatewayTarget; c++ {
-		if c.String() == name {
-			return c, true
-		}
-	}
-	return 0, false
-}
 
 // Fake is an in-memory plugins.Plugin: buses are names, devices hold their
 // point values in memory, and faults can be scripted (Arm, or a Write to
@@ -130,7 +52,6 @@ type fakeDevice struct {
 	cfg      plugins.DeviceConfig
 	profile  fakeProfile
 	points   map[string]plugins.Value
-	reboots  int
 	firmware string
 }
 
@@ -152,68 +73,11 @@ func NewFake() *Fake {
 	return &Fake{Name: "fake", Version: "0.1.0"}
 }
 
-// Arm scripts f for the next call of op (see Ops). Faults queue per op.
-func (f *Fake) Arm(op string, fault Fault) {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	if f.faults == nil {
-		f.faults = make(map[string][]Fault)
-	}
-	f.faults[op] = append(f.faults[op], fault)
-}
-
 func (f *Fake) log() *slog.Logger {
 	if f.Log == nil {
 		return slog.New(slog.DiscardHandler)
 	}
 	return f.Log
-}
-
-func (f *Fake) take(op string) (Fault, bool) {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	q := f.faults[op]
-	if len(q) == 0 {
-		return Fault{}, false
-	}
-	f.faults[op] = q[1:]
-	return q[0], true
-}
-
-// enter runs the armed fault of op, if any, and checks the capability.
-// It returns the scan delay for a FaultDelay armed on scan.
-func (f *Fake) enter(ctx context.Context, op string, cap plugins.Capability) (time.Duration, error) {
-	if cap != "" && f.Caps != nil && !slices.Contains(f.Caps, cap) {
-		return 0, plugins.Errorf(plugins.CodeUnsupported, "%s is not supported", op)
-	}
-	fault, ok := f.take(op)
-	if !ok {
-		return 0, nil
-	}
-	f.log().Info("scripted fault", "op", op, "action", int(fault.Action))
-	switch fault.Action {
-	case FaultError:
-		return 0, plugins.Errorf(fault.Code, "scripted %s fault", op)
-	case FaultCrash:
-		exit := f.Exit
-		if exit == nil {
-			exit = os.Exit
-		}
-		exit(fault.ExitCode)
-		return 0, plugins.Errorf(plugins.CodeUnavailable, "scripted crash in %s", op)
-	case FaultHang:
-		if f.Hang != nil {
-			f.Hang()
-		}
-		<-ctx.Done()
-		return 0, ctx.Err()
-	case FaultDelay:
-		if op == "scan" {
-			return fault.Delay, nil
-		}
-		return 0, sleep(ctx, fault.Delay)
-	}
-	return 0, nil
 }
 
 func sleep(ctx context.Context, d time.Duration) error {
@@ -232,7 +96,7 @@ func sleep(ctx context.Context, d time.Duration) error {
 
 // Describe implements plugins.Plugin.
 func (f *Fake) Describe(ctx context.Context) (plugins.Description, error) {
-	if _, err := f.enter(ctx, "describe", ""); err != nil {
+	if err := f.enter(ctx, "describe", ""); err != nil {
 		return plugins.Description{}, err
 	}
 	caps := f.Caps
@@ -269,7 +133,7 @@ func unknownKeys(m map[string]json.RawMessage, allowed []string) []plugins.Field
 
 // ValidateBus implements plugins.Plugin.
 func (f *Fake) ValidateBus(ctx context.Context, bus json.RawMessage) ([]plugins.FieldError, error) {
-	if _, err := f.enter(ctx, "validate_bus", ""); err != nil {
+	if err := f.enter(ctx, "validate_bus", ""); err != nil {
 		return nil, err
 	}
 	m, err := decodeObject(bus)
@@ -281,7 +145,7 @@ func (f *Fake) ValidateBus(ctx context.Context, bus json.RawMessage) ([]plugins.
 
 // ValidateProfile implements plugins.Plugin.
 func (f *Fake) ValidateProfile(ctx context.Context, profile json.RawMessage) ([]plugins.FieldError, error) {
-	if _, err := f.enter(ctx, "validate_profile", ""); err != nil {
+	if err := f.enter(ctx, "validate_profile", ""); err != nil {
 		return nil, err
 	}
 	_, _, fes := parseProfile(profile)
@@ -343,7 +207,7 @@ func parseValue(raw json.RawMessage) (plugins.Value, error) {
 
 // OpenBus implements plugins.Plugin.
 func (f *Fake) OpenBus(ctx context.Context, bus plugins.BusConfig) error {
-	if _, err := f.enter(ctx, "open_bus", ""); err != nil {
+	if err := f.enter(ctx, "open_bus", ""); err != nil {
 		return err
 	}
 	if bus.Name == "" {
@@ -371,7 +235,7 @@ func (f *Fake) OpenBus(ctx context.Context, bus plugins.BusConfig) error {
 // CloseBus implements plugins.Plugin. Devices on the bus stay attached but
 // fail with CodeUnavailable until it is opened again.
 func (f *Fake) CloseBus(ctx context.Context, name string) error {
-	if _, err := f.enter(ctx, "close_bus", ""); err != nil {
+	if err := f.enter(ctx, "close_bus", ""); err != nil {
 		return err
 	}
 	f.mu.Lock()
@@ -386,7 +250,7 @@ func (f *Fake) CloseBus(ctx context.Context, name string) error {
 
 // Attach implements plugins.Plugin. Attaching an attached id replaces it.
 func (f *Fake) Attach(ctx context.Context, dev plugins.DeviceConfig) error {
-	if _, err := f.enter(ctx, "attach", ""); err != nil {
+	if err := f.enter(ctx, "attach", ""); err != nil {
 		return err
 	}
 	if dev.ID == "" {
@@ -415,7 +279,7 @@ func (f *Fake) Attach(ctx context.Context, dev plugins.DeviceConfig) error {
 
 // Detach implements plugins.Plugin.
 func (f *Fake) Detach(ctx context.Context, deviceID string) error {
-	if _, err := f.enter(ctx, "detach", ""); err != nil {
+	if err := f.enter(ctx, "detach", ""); err != nil {
 		return err
 	}
 	f.mu.Lock()
@@ -441,7 +305,7 @@ func (f *Fake) device(id string) (*fakeDevice, error) {
 
 // Read implements plugins.Plugin. No points means all, sorted by name.
 func (f *Fake) Read(ctx context.Context, deviceID string, points []string) ([]plugins.PointValue, error) {
-	if _, err := f.enter(ctx, "read", plugins.CapRead); err != nil {
+	if err := f.enter(ctx, "read", plugins.CapRead); err != nil {
 		return nil, err
 	}
 	f.mu.Lock()
@@ -470,22 +334,12 @@ func (f *Fake) Read(ctx context.Context, deviceID string, points []string) ([]pl
 // Write implements plugins.Plugin. A value must have the kind of the
 // point's current value. Values for FaultPoint arm faults instead.
 func (f *Fake) Write(ctx context.Context, deviceID string, values []plugins.PointWrite) ([]plugins.WriteResult, error) {
-	if _, err := f.enter(ctx, "write", ""); err != nil {
+	if err := f.enter(ctx, "write", ""); err != nil {
 		return nil, err
 	}
-	out := make([]plugins.WriteResult, 0, len(values))
-	var rest []plugins.PointWrite
-	for _, w := range values {
-		if w.Point != FaultPoint {
-			rest = append(rest, w)
-			continue
-		}
-		op, fault, err := ParseFault(w.Value.String)
-		if err != nil {
-			return nil, plugins.Errorf(plugins.CodeInvalid, "%v", err)
-		}
-		f.Arm(op, fault)
-		out = append(out, plugins.WriteResult{Point: w.Point, OK: true})
+	out, rest, err := f.armFaults(values)
+	if err != nil {
+		return nil, err
 	}
 	if len(rest) == 0 {
 		return out, nil
@@ -522,7 +376,7 @@ func (f *Fake) Write(ctx context.Context, deviceID string, values []plugins.Poin
 
 // Identify implements plugins.Plugin.
 func (f *Fake) Identify(ctx context.Context, deviceID string) (plugins.Identity, error) {
-	if _, err := f.enter(ctx, "identify", plugins.CapIdentify); err != nil {
+	if err := f.enter(ctx, "identify", plugins.CapIdentify); err != nil {
 		return plugins.Identity{}, err
 	}
 	f.mu.Lock()
@@ -543,15 +397,13 @@ func (d *fakeDevice) identity() plugins.Identity {
 		Manufacturer: "Drover", Model: model,
 		Serial:          fmt.Sprintf("FAKE-%s-%d", d.cfg.Bus, d.cfg.Address),
 		FirmwareVersion: d.firmware,
-		Extra:           map[string]string{"reboots": strconv.Itoa(d.reboots)},
 	}
 }
 
 // Scan implements plugins.Plugin: an address is found when a device is
-// attached there. It honours Interval and a delay fault between probes.
+// attached there. It waits Interval between probes.
 func (f *Fake) Scan(ctx context.Context, req plugins.ScanRequest, progress func(plugins.ScanEvent)) error {
-	delay, err := f.enter(ctx, "scan", plugins.CapScan)
-	if err != nil {
+	if err := f.enter(ctx, "scan", plugins.CapScan); err != nil {
 		return err
 	}
 	if req.From < 0 || req.To < req.From {
@@ -565,11 +417,9 @@ func (f *Fake) Scan(ctx context.Context, req plugins.ScanRequest, progress func(
 	}
 	for a := req.From; a <= req.To; a++ {
 		if a > req.From {
-			if err := sleep(ctx, req.Interval+delay); err != nil {
+			if err := sleep(ctx, req.Interval); err != nil {
 				return err
 			}
-		} else if err := sleep(ctx, delay); err != nil {
-			return err
 		}
 		if err := ctx.Err(); err != nil {
 			return err
@@ -595,7 +445,7 @@ func (f *Fake) Scan(ctx context.Context, req plugins.ScanRequest, progress func(
 // then apply on the device, under f.mu.
 func (f *Fake) manage(ctx context.Context, op string, cap plugins.Capability, deviceID string,
 	opts plugins.ManageOptions, apply func(*fakeDevice)) error {
-	if _, err := f.enter(ctx, op, cap); err != nil {
+	if err := f.enter(ctx, op, cap); err != nil {
 		return err
 	}
 	f.mu.Lock()
@@ -613,7 +463,7 @@ func (f *Fake) manage(ctx context.Context, op string, cap plugins.Capability, de
 
 // Reboot implements plugins.Plugin, honouring the profile's in_use point.
 func (f *Fake) Reboot(ctx context.Context, deviceID string, opts plugins.ManageOptions) error {
-	return f.manage(ctx, "reboot", plugins.CapReboot, deviceID, opts, func(d *fakeDevice) { d.reboots++ })
+	return f.manage(ctx, "reboot", plugins.CapReboot, deviceID, opts, func(*fakeDevice) {})
 }
 
 // FactoryReset implements plugins.Plugin: points return to the profile's
@@ -624,11 +474,10 @@ func (f *Fake) FactoryReset(ctx context.Context, deviceID string, opts plugins.M
 	})
 }
 
-// Flash implements plugins.Plugin: it "uploads" the image file in four
-// chunks from ResumeOffset, then verifies, applies and reboots, and takes
-// the manifest's "version" as the new firmware version.
+// Flash implements plugins.Plugin: it reports the upload of the image file
+// from ResumeOffset, then the phases after it, without a device behind it.
 func (f *Fake) Flash(ctx context.Context, req plugins.FlashRequest, progress func(plugins.FlashEvent)) error {
-	if _, err := f.enter(ctx, "flash", plugins.CapFlash); err != nil {
+	if err := f.enter(ctx, "flash", plugins.CapFlash); err != nil {
 		return err
 	}
 	if progress == nil {
@@ -644,40 +493,16 @@ func (f *Fake) Flash(ctx context.Context, req plugins.FlashRequest, progress fun
 	if err != nil {
 		return plugins.Errorf(plugins.CodeInvalid, "flash %s: image: %v", req.DeviceID, err)
 	}
-	var manifest struct {
-		Version string `json:"version"`
-	}
-	if len(req.Manifest) > 0 {
-		if err := json.Unmarshal(req.Manifest, &manifest); err != nil {
-			return plugins.Errorf(plugins.CodeInvalid, "flash %s: manifest: %v", req.DeviceID, err)
-		}
-	}
 	total := fi.Size()
 	if req.ResumeOffset < 0 || req.ResumeOffset > total {
 		return plugins.Errorf(plugins.CodeInvalid, "flash %s: resume offset %d outside 0..%d", req.DeviceID, req.ResumeOffset, total)
 	}
-	chunk := max(total/4, 1)
-	for done := req.ResumeOffset; ; {
-		if err := ctx.Err(); err != nil {
-			return err
-		}
-		progress(plugins.FlashEvent{Phase: "uploading", Done: done, Total: total})
-		if done >= total {
-			break
-		}
-		done = min(done+chunk, total)
-	}
-	for _, phase := range []string{"verifying", "applying", "rebooting", "confirming"} {
+	progress(plugins.FlashEvent{Phase: "uploading", Done: req.ResumeOffset, Total: total})
+	for _, phase := range []string{"uploading", "verifying", "applying", "rebooting", "confirming", "done"} {
 		if err := ctx.Err(); err != nil {
 			return err
 		}
 		progress(plugins.FlashEvent{Phase: phase, Done: total, Total: total})
 	}
-	f.mu.Lock()
-	if d, ok := f.devices[req.DeviceID]; ok && manifest.Version != "" {
-		d.firmware = manifest.Version
-	}
-	f.mu.Unlock()
-	progress(plugins.FlashEvent{Phase: "done", Done: total, Total: total, Message: manifest.Version})
 	return nil
 }

@@ -19,8 +19,6 @@ import (
 	"time"
 
 	"github.com/drover-iot/drover/gateway/upstream"
-	"github.com/drover-iot/drover/internal/sas"
-	"github.com/drover-iot/drover/internal/serviceclient"
 	"github.com/drover-iot/drover/test/harness"
 )
 
@@ -262,38 +260,20 @@ func BenchmarkGatewayRSS250(b *testing.B) {
 	const gwID = "gw-bench"
 
 	h := harness.StartHub(b, "")
-	cs, err := sas.ParseConnectionString(h.OwnerConnectionString)
-	if err != nil {
-		b.Fatal(err)
-	}
-	svc, err := serviceclient.New(cs, serviceclient.Options{Address: h.HTTPSAddr, CAFile: h.CAFile})
-	if err != nil {
-		b.Fatal(err)
-	}
-	provisionGateway(b, svc, h.Hostname, gwID, "bench-line", dir)
+	svc := h.Service(b)
+	connStr, childrenKey := harness.ProvisionGateway(b, svc, h.Hostname, gwID, "bench-line", dir)
 	buses, devices, _ := simFleet(b, nDev, perBus, 5*time.Second)
-	childrenKey := ""
-	if children {
-		childrenKey = "  children_key_file: " + filepath.Join(dir, "children.key") + "\n"
+	if !children {
+		childrenKey = ""
 	}
 	api := freeAddrString(b)
-	cfg := fmt.Sprintf(`gateway:
-  id: %s
-  data_dir: %s
-  local_api: %s
-upstream:
-  connection_string_file: %s
-  address: %s
-  ca_file: %s
-%s  token_ttl: 1h
-plugins:
-  dir: %s
-profiles_dir: %s
-buses:
-%sdevices:
-%s`, gwID, filepath.Join(dir, "data"), api, filepath.Join(dir, "gw.connstr"), h.MQTTAddr, h.CAFile, childrenKey,
-		filepath.Dir(harness.Bin(b, "drover-plugin-modbus")), demoProfilesDir(), buses, devices)
-	writeFile(b, filepath.Join(dir, "gateway.yaml"), cfg)
+	harness.GatewayConfig{
+		ID: gwID, DataDir: filepath.Join(dir, "data"), LocalAPI: api,
+		Upstream: &harness.Upstream{ConnectionStringFile: connStr, Address: h.MQTTAddr, CAFile: h.CAFile,
+			ChildrenKeyFile: childrenKey, TokenTTL: time.Hour},
+		PluginsDir: filepath.Dir(harness.Bin(b, "drover-plugin-modbus")), ProfilesDir: demoProfilesDir(),
+		Buses: buses, Devices: devices,
+	}.Write(b, filepath.Join(dir, "gateway.yaml"))
 
 	// env(1) execs the gateway in its own place (same pid), with gctrace on
 	// so its heap can be read from stderr; the plugin inherits the environment.

@@ -22,7 +22,6 @@ import (
 	"github.com/drover-iot/drover/gateway/config"
 	"github.com/drover-iot/drover/gateway/outbox"
 	"github.com/drover-iot/drover/internal/iothubtopic"
-	"github.com/drover-iot/drover/internal/sas"
 	"github.com/drover-iot/drover/internal/serviceclient"
 	"github.com/drover-iot/drover/test/harness"
 )
@@ -74,29 +73,18 @@ func newOfflineRig(b *testing.B, gwID string, nDev, perBus int, pollEvery time.D
 		b.Fatal(err)
 	}
 	r.startHub()
-	provisionGateway(b, r.svc, r.hub.Hostname, gwID, gwID+"-line", r.dir)
+	connStr, childrenKey := harness.ProvisionGateway(b, r.svc, r.hub.Hostname, gwID, gwID+"-line", r.dir)
 	buses, devices, ids := simFleet(b, nDev, perBus, pollEvery)
 	r.devices = ids
 	api := freeAddrString(b)
 	r.api = &gwAPI{addr: api, gwID: gwID}
-	cfg := fmt.Sprintf(`gateway:
-  id: %s
-  data_dir: %s
-  local_api: %s
-upstream:
-  connection_string_file: %s
-  address: %s
-  ca_file: %s
-  children_key_file: %s
-  token_ttl: 1h
-plugins:
-  dir: %s
-profiles_dir: %s
-buses:
-%sdevices:
-%s`, gwID, r.dataDir, api, filepath.Join(r.dir, "gw.connstr"), r.mqttAddr, r.hub.CAFile, filepath.Join(r.dir, "children.key"),
-		filepath.Dir(harness.Bin(b, "drover-plugin-modbus")), demoProfilesDir(), buses, devices)
-	writeFile(b, r.cfgPath, cfg)
+	harness.GatewayConfig{
+		ID: gwID, DataDir: r.dataDir, LocalAPI: api,
+		Upstream: &harness.Upstream{ConnectionStringFile: connStr, Address: r.mqttAddr, CAFile: r.hub.CAFile,
+			ChildrenKeyFile: childrenKey, TokenTTL: time.Hour},
+		PluginsDir: filepath.Dir(harness.Bin(b, "drover-plugin-modbus")), ProfilesDir: demoProfilesDir(),
+		Buses: buses, Devices: devices,
+	}.Write(b, r.cfgPath)
 	return r
 }
 
@@ -105,28 +93,8 @@ buses:
 func (r *offlineRig) startHub() {
 	b := r.b
 	b.Helper()
-	p := harness.Start(b, harness.Bin(b, "droverhub"), "serve", "--data", r.hubDir,
-		"--mqtt-addr", r.mqttAddr, "--https-addr", r.httpsAddr,
-		"--max-telemetry", strconv.FormatInt(r.maxTelemetry, 10), "--log-level", "warn")
-	h := &harness.Hub{Proc: p, DataDir: r.hubDir, Hostname: "localhost"}
-	p.Await(b, "droverhub ready", 60*time.Second)
-	h.MQTTAddr = p.Await(b, "mqtt:", 5*time.Second)
-	h.HTTPSAddr = p.Await(b, "https:", 5*time.Second)
-	h.CAFile = p.Await(b, "ca:", 5*time.Second)
-	raw, err := os.ReadFile(filepath.Join(r.hubDir, "iothubowner.txt"))
-	if err != nil {
-		b.Fatal(err)
-	}
-	h.OwnerConnectionString = strings.TrimSpace(string(raw))
-	cs, err := sas.ParseConnectionString(h.OwnerConnectionString)
-	if err != nil {
-		b.Fatal(err)
-	}
-	svc, err := serviceclient.New(cs, serviceclient.Options{Address: h.HTTPSAddr, CAFile: h.CAFile})
-	if err != nil {
-		b.Fatal(err)
-	}
-	r.hub, r.svc = h, svc
+	h := harness.StartHubOn(b, r.hubDir, r.mqttAddr, r.httpsAddr, "--max-telemetry", strconv.FormatInt(r.maxTelemetry, 10))
+	r.hub, r.svc = h, h.Service(b)
 }
 
 // terminate sends SIGTERM and waits for the process to exit.

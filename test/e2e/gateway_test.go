@@ -21,7 +21,6 @@ import (
 
 	"github.com/goburrow/modbus"
 
-	"github.com/drover-iot/drover/internal/sas"
 	"github.com/drover-iot/drover/internal/serviceclient"
 	"github.com/drover-iot/drover/test/harness"
 )
@@ -49,26 +48,9 @@ func freeAddr(t *testing.T) string { return harness.FreeAddr(t) }
 // provisioned through an enrollment group, with no hand work.
 func start(t *testing.T) *system {
 	s := &system{t: t, dir: t.TempDir(), gwID: "gw-e2e"}
-	ctx := context.Background()
 	s.hub = harness.StartHub(t, "")
-	cs, err := sas.ParseConnectionString(s.hub.OwnerConnectionString)
-	if err != nil {
-		t.Fatal(err)
-	}
-	s.svc, err = serviceclient.New(cs, serviceclient.Options{Address: s.hub.HTTPSAddr, CAFile: s.hub.CAFile})
-	if err != nil {
-		t.Fatal(err)
-	}
-	gw, err := s.svc.CreateDevice(ctx, serviceclient.Device{DeviceID: s.gwID, Capabilities: &serviceclient.Capabilities{IoTEdge: true}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	grp, err := s.svc.CreateEnrollmentGroup(ctx, serviceclient.EnrollmentGroup{EnrollmentGroupID: "e2e-line", ParentDeviceID: s.gwID})
-	if err != nil {
-		t.Fatal(err)
-	}
-	write(t, filepath.Join(s.dir, "gw.connstr"), sas.ConnectionString{HostName: s.hub.Hostname, DeviceID: s.gwID, Key: gw.Authentication.SymmetricKey.PrimaryKey}.String())
-	write(t, filepath.Join(s.dir, "children.key"), grp.Attestation.SymmetricKey.PrimaryKey)
+	s.svc = s.hub.Service(t)
+	connStr, childrenKey := harness.ProvisionGateway(t, s.svc, s.hub.Hostname, s.gwID, "e2e-line", s.dir)
 
 	// Units 1-3 answer on TCP and RTU; unit 9 does not exist (a dead device).
 	s.sim = harness.Start(t, harness.Bin(t, "devsim"), "modbus", "--profile", filepath.Join(repoRoot(), "configs", "devsim", "demo-pump.yaml"),
@@ -80,41 +62,24 @@ func start(t *testing.T) *system {
 	s.binDir = filepath.Dir(harness.Bin(t, "drover-plugin-modbus"))
 	s.api = freeAddr(t)
 	s.devices = []string{"pump-1", "pump-2", "pump-3", "dead-9"}
-	cfg := fmt.Sprintf(`gateway:
-  id: %s
-  data_dir: %s
-  local_api: %s
-upstream:
-  connection_string_file: %s
-  address: %s
-  ca_file: %s
-  children_key_file: %s
-  token_ttl: 1h
-plugins:
-  dir: %s
-  restart_backoff: { min: 200ms, max: 2s }
-profiles_dir: %s
-buses:
-  - name: plant-lan
-    plugin: modbus
-    mode: tcp
-    address: %s
-    timeout: 500ms
-  - name: rs485-1
-    plugin: modbus
-    mode: rtu
-    port: %s
-    baud: 115200
-    timeout: 300ms
-    retries: 0
-devices:
-  - { id: pump-1, bus: plant-lan, address: 1, profile: demo-pump, poll: 500ms }
-  - { id: pump-2, bus: rs485-1, address: 2, profile: demo-pump, poll: 500ms }
-  - { id: pump-3, bus: rs485-1, address: 3, profile: demo-pump, poll: 500ms }
-  - { id: dead-9, bus: rs485-1, address: 9, profile: demo-pump, poll: 500ms }
-`, s.gwID, filepath.Join(s.dir, "data"), s.api, filepath.Join(s.dir, "gw.connstr"), s.hub.MQTTAddr, s.hub.CAFile,
-		filepath.Join(s.dir, "children.key"), s.binDir, filepath.Join(repoRoot(), "configs", "devsim"), s.simTCP, rtu)
-	write(t, filepath.Join(s.dir, "gateway.yaml"), cfg)
+	const poll = 500 * time.Millisecond
+	harness.GatewayConfig{
+		ID: s.gwID, DataDir: filepath.Join(s.dir, "data"), LocalAPI: s.api,
+		Upstream: &harness.Upstream{ConnectionStringFile: connStr, Address: s.hub.MQTTAddr, CAFile: s.hub.CAFile,
+			ChildrenKeyFile: childrenKey, TokenTTL: time.Hour},
+		PluginsDir: s.binDir, RestartBackoff: [2]time.Duration{200 * time.Millisecond, 2 * time.Second},
+		ProfilesDir: filepath.Join(repoRoot(), "configs", "devsim"),
+		Buses: []harness.Bus{
+			{Name: "plant-lan", Mode: "tcp", Address: s.simTCP, Timeout: 500 * time.Millisecond},
+			{Name: "rs485-1", Mode: "rtu", Port: rtu, Baud: 115200, Timeout: 300 * time.Millisecond, Retries: harness.Retries(0)},
+		},
+		Devices: []harness.Device{
+			{ID: "pump-1", Bus: "plant-lan", Address: 1, Profile: "demo-pump", Poll: poll},
+			{ID: "pump-2", Bus: "rs485-1", Address: 2, Profile: "demo-pump", Poll: poll},
+			{ID: "pump-3", Bus: "rs485-1", Address: 3, Profile: "demo-pump", Poll: poll},
+			{ID: "dead-9", Bus: "rs485-1", Address: 9, Profile: "demo-pump", Poll: poll},
+		},
+	}.Write(t, filepath.Join(s.dir, "gateway.yaml"))
 	s.gw = harness.Start(t, harness.Bin(t, "drover"), "run", "-c", filepath.Join(s.dir, "gateway.yaml"), "--log-level", "info")
 	s.waitAPI()
 	tok, err := os.ReadFile(filepath.Join(s.dir, "data", "api.token"))
@@ -167,17 +132,8 @@ func (s *system) reported(id string) map[string]any {
 	return tw.Properties.Reported
 }
 
-func path(m map[string]any, keys ...string) any {
-	var v any = m
-	for _, k := range keys {
-		mm, ok := v.(map[string]any)
-		if !ok {
-			return nil
-		}
-		v = mm[k]
-	}
-	return v
-}
+// path walks a twin section along keys.
+var path = harness.Field
 
 // invokeLocal calls a method through the gateway's local API.
 func (s *system) invokeLocal(id, method, payload string) (int, string) {

@@ -106,27 +106,14 @@ func (g *rtuGateway) start() pluginProc {
 	t := g.t
 	t.Helper()
 	g.api = freeAddr(t)
-	cfg := fmt.Sprintf(`gateway:
-  id: gw-orphan
-  data_dir: %s
-  local_api: %s
-plugins:
-  dir: %s
-  restart_backoff: { min: 200ms, max: 2s }
-profiles_dir: %s
-buses:
-  - name: rs485-1
-    plugin: modbus
-    mode: rtu
-    port: %s
-    baud: 115200
-    timeout: 300ms
-devices:
-  - { id: pump-1, bus: rs485-1, address: 1, profile: demo-pump, poll: 500ms }
-`, filepath.Join(g.dir, "data"), g.api, filepath.Dir(harness.Bin(t, modbusPlugin)),
-		filepath.Join(repoRoot(), "configs", "devsim"), g.port)
 	path := filepath.Join(g.dir, "gateway.yaml")
-	write(t, path, cfg)
+	harness.GatewayConfig{
+		ID: "gw-orphan", DataDir: filepath.Join(g.dir, "data"), LocalAPI: g.api,
+		PluginsDir: filepath.Dir(harness.Bin(t, modbusPlugin)), RestartBackoff: [2]time.Duration{200 * time.Millisecond, 2 * time.Second},
+		ProfilesDir: filepath.Join(repoRoot(), "configs", "devsim"),
+		Buses:       []harness.Bus{{Name: "rs485-1", Mode: "rtu", Port: g.port, Baud: 115200, Timeout: 300 * time.Millisecond}},
+		Devices:     []harness.Device{{ID: "pump-1", Bus: "rs485-1", Address: 1, Profile: "demo-pump", Poll: 500 * time.Millisecond}},
+	}.Write(t, path)
 	g.proc = harness.Start(t, harness.Bin(t, "drover"), "run", "-c", path, "--log-level", "info")
 
 	client := http.Client{Timeout: 2 * time.Second}

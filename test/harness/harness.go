@@ -19,6 +19,9 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/drover-iot/drover/internal/sas"
+	"github.com/drover-iot/drover/internal/serviceclient"
 )
 
 var (
@@ -180,7 +183,16 @@ func StartHub(t testing.TB, dataDir string) *Hub {
 	if dataDir == "" {
 		dataDir = t.TempDir()
 	}
-	p := Start(t, Bin(t, "droverhub"), "serve", "--data", dataDir, "--mqtt-addr", "127.0.0.1:0", "--https-addr", "127.0.0.1:0", "--log-level", "warn")
+	return StartHubOn(t, dataDir, "127.0.0.1:0", "127.0.0.1:0")
+}
+
+// StartHubOn runs `droverhub serve` in dataDir on the given MQTT and HTTPS
+// addresses (port 0: any free one), with extra flags, and waits until it is
+// ready. A rig that restarts its hub gives the same addresses each time.
+func StartHubOn(t testing.TB, dataDir, mqttAddr, httpsAddr string, extra ...string) *Hub {
+	t.Helper()
+	args := append([]string{"serve", "--data", dataDir, "--mqtt-addr", mqttAddr, "--https-addr", httpsAddr, "--log-level", "warn"}, extra...)
+	p := Start(t, Bin(t, "droverhub"), args...)
 	h := &Hub{Proc: p, DataDir: dataDir, Hostname: "localhost"}
 	p.Await(t, "droverhub ready", 60*time.Second)
 	h.MQTTAddr = p.Await(t, "mqtt:", 5*time.Second)
@@ -192,6 +204,20 @@ func StartHub(t testing.TB, dataDir string) *Hub {
 	}
 	h.OwnerConnectionString = strings.TrimSpace(string(b))
 	return h
+}
+
+// Service returns a client of the hub's service API with the owner's rights.
+func (h *Hub) Service(t testing.TB) *serviceclient.Client {
+	t.Helper()
+	cs, err := sas.ParseConnectionString(h.OwnerConnectionString)
+	if err != nil {
+		t.Fatalf("hub owner connection string: %v", err)
+	}
+	svc, err := serviceclient.New(cs, serviceclient.Options{Address: h.HTTPSAddr, CAFile: h.CAFile})
+	if err != nil {
+		t.Fatalf("hub service client: %v", err)
+	}
+	return svc
 }
 
 // TLSConfig trusts the hub's CA.

@@ -251,16 +251,7 @@ func (e *env) start() {
 	t := e.t
 	t.Helper()
 	e.startHub()
-	gw, err := e.svc.CreateDevice(e.ctx, serviceclient.Device{DeviceID: e.gwID, Capabilities: &serviceclient.Capabilities{IoTEdge: true}})
-	if err != nil {
-		t.Fatalf("create gateway identity: %v", err)
-	}
-	grp, err := e.svc.CreateEnrollmentGroup(e.ctx, serviceclient.EnrollmentGroup{EnrollmentGroupID: "soak-line", ParentDeviceID: e.gwID})
-	if err != nil {
-		t.Fatalf("create enrollment group: %v", err)
-	}
-	writeFile(t, filepath.Join(e.dir, "gw.connstr"), sas.ConnectionString{HostName: "localhost", DeviceID: e.gwID, Key: gw.Authentication.SymmetricKey.PrimaryKey}.String())
-	writeFile(t, filepath.Join(e.dir, "children.key"), grp.Attestation.SymmetricKey.PrimaryKey)
+	connStr, childrenKey := harness.ProvisionGateway(t, e.svc, "localhost", e.gwID, "soak-line", e.dir)
 
 	profiles := filepath.Join(e.dir, "profiles")
 	if err := os.MkdirAll(profiles, 0o700); err != nil {
@@ -272,38 +263,21 @@ func (e *env) start() {
 	e.simTCP = e.sim.Await(t, "tcp:", 30*time.Second)
 	e.sim.Await(t, "ready", 10*time.Second)
 
-	var devs strings.Builder
+	var devs []harness.Device
 	for i, id := range e.devices {
-		fmt.Fprintf(&devs, "  - { id: %s, bus: plant-lan, address: %d, profile: soak-pump, poll: 200ms }\n", id, i+1)
+		devs = append(devs, harness.Device{ID: id, Bus: "plant-lan", Address: i + 1, Profile: "soak-pump", Poll: 200 * time.Millisecond})
 	}
 	e.gwCfg = filepath.Join(e.dir, "gateway.yaml")
-	writeFile(t, e.gwCfg, fmt.Sprintf(`gateway:
-  id: %s
-  data_dir: %s
-  local_api: %s
-upstream:
-  connection_string_file: %s
-  address: %s
-  ca_file: %s
-  children_key_file: %s
-  token_ttl: 1h
-  keepalive: 5s
-plugins:
-  dir: %s
-  restart_backoff: { min: 200ms, max: 2s }
-profiles_dir: %s
-outbox:
-  max_bytes: 1GiB
-  on_full: drop_oldest
-buses:
-  - name: plant-lan
-    plugin: modbus
-    mode: tcp
-    address: %s
-    timeout: 500ms
-devices:
-%s`, e.gwID, e.dataDir, e.api, filepath.Join(e.dir, "gw.connstr"), e.upstream, e.caFile, filepath.Join(e.dir, "children.key"),
-		filepath.Dir(bin(t, "drover-plugin-modbus")), profiles, e.simTCP, devs.String()))
+	harness.GatewayConfig{
+		ID: e.gwID, DataDir: e.dataDir, LocalAPI: e.api,
+		Upstream: &harness.Upstream{ConnectionStringFile: connStr, Address: e.upstream, CAFile: e.caFile,
+			ChildrenKeyFile: childrenKey, TokenTTL: time.Hour, Keepalive: 5 * time.Second},
+		PluginsDir: filepath.Dir(bin(t, "drover-plugin-modbus")), RestartBackoff: [2]time.Duration{200 * time.Millisecond, 2 * time.Second},
+		ProfilesDir:    profiles,
+		OutboxMaxBytes: "1GiB", OutboxOnFull: "drop_oldest",
+		Buses:   []harness.Bus{{Name: "plant-lan", Mode: "tcp", Address: e.simTCP, Timeout: 500 * time.Millisecond}},
+		Devices: devs,
+	}.Write(t, e.gwCfg)
 	e.installWitness()
 	e.startGateway()
 }
@@ -690,14 +664,5 @@ func num(v any) float64 {
 	return math.NaN()
 }
 
-func path(m map[string]any, keys ...string) any {
-	var v any = m
-	for _, k := range keys {
-		mm, ok := v.(map[string]any)
-		if !ok {
-			return nil
-		}
-		v = mm[k]
-	}
-	return v
-}
+// path walks a twin section along keys.
+var path = harness.Field
