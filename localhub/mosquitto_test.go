@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/drover-iot/drover/internal/testenv"
 	"github.com/drover-iot/drover/localhub/hubtest"
 )
 
@@ -20,11 +21,8 @@ func mosquittoArgs(t *testing.T, env *hubtest.Env, id, key string) []string {
 }
 
 func needBinary(t *testing.T, name string) string {
-	p, err := exec.LookPath(name)
-	if err != nil {
-		t.Skipf("%s not installed (apt-get install mosquitto-clients): %v", name, err)
-	}
-	return p
+	t.Helper()
+	return testenv.RequireTool(t, name, "Debian mosquitto-clients")
 }
 
 func TestMosquittoClientsAsDevice(t *testing.T) {

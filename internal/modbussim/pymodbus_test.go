@@ -4,24 +4,20 @@ import (
 	"context"
 	"encoding/json"
 	"net"
-	"os"
 	"os/exec"
 	"reflect"
 	"strconv"
 	"testing"
 	"time"
+
+	"github.com/drover-iot/drover/internal/testenv"
 )
 
 const python = "/usr/bin/python3"
 
 func needPymodbus(t *testing.T) {
 	t.Helper()
-	if _, err := os.Stat(python); err != nil {
-		t.Skip("no " + python)
-	}
-	if err := exec.Command(python, "-c", "import pymodbus.client").Run(); err != nil {
-		t.Skip("pymodbus not installed (Debian python3-pymodbus)")
-	}
+	testenv.RequirePython(t, python, "Debian python3-pymodbus", "pymodbus.client")
 }
 
 // TestPymodbusClient cross-checks the simulator with pymodbus 3.0's client

@@ -10,6 +10,7 @@ import (
 	"testing"
 
 	"github.com/drover-iot/drover/internal/iothubtopic"
+	"github.com/drover-iot/drover/internal/testenv"
 )
 
 // TestMosquittoClients proves an independent MQTT 3.1.1 client works:
@@ -17,9 +18,7 @@ import (
 // and a bad password is refused.
 func TestMosquittoClients(t *testing.T) {
 	for _, bin := range []string{"mosquitto_sub", "mosquitto_pub"} {
-		if _, err := exec.LookPath(bin); err != nil {
-			t.Skipf("%s not installed", bin)
-		}
+		testenv.RequireTool(t, bin, "Debian mosquitto-clients")
 	}
 	e := start(t, nil)
 	ca := writeCAFile(t)

@@ -9,6 +9,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/drover-iot/drover/internal/testenv"
 )
 
 const python = "/usr/bin/python3"
@@ -18,16 +20,12 @@ const startupTimeout = 30 * time.Second
 
 func requireSocat(t testing.TB) {
 	t.Helper()
-	if _, err := exec.LookPath("socat"); err != nil {
-		t.Skip("socat not installed: RTU tests need a pty pair")
-	}
+	testenv.RequireTool(t, "socat", "Debian socat: RTU tests need a pty pair")
 }
 
 func requirePymodbus(t testing.TB) {
 	t.Helper()
-	if err := exec.Command(python, "-c", "import pymodbus.server.async_io, serial_asyncio").Run(); err != nil {
-		t.Skipf("python3-pymodbus (with python3-serial-asyncio) not usable at %s: %v", python, err)
-	}
+	testenv.RequirePython(t, python, "Debian python3-pymodbus with python3-serial-asyncio", "pymodbus.server.async_io", "serial_asyncio")
 }
 
 // child starts a process whose stream (stdout or stderr) is scanned line by

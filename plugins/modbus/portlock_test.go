@@ -3,10 +3,11 @@
 package modbus
 
 import (
-	"os/exec"
 	"regexp"
 	"strings"
 	"testing"
+
+	"github.com/drover-iot/drover/internal/testenv"
 )
 
 // TestSerialPortIsExclusive: while the transport holds a serial port, a
@@ -32,9 +33,7 @@ func TestSerialPortIsExclusive(t *testing.T) {
 	again.Close()
 
 	// Another process holding the lock the usual way (util-linux flock(1)).
-	if _, err := exec.LookPath("flock"); err != nil {
-		t.Skip("flock(1) not installed")
-	}
+	testenv.RequireTool(t, "flock", "Debian util-linux")
 	child(t, false, regexp.MustCompile(`^locked`), 1, "flock", "--exclusive", "--nonblock", a, "sh", "-c", "echo locked; exec sleep 60")
 	if _, err := openTarm(b); err == nil || !strings.Contains(err.Error(), "in use by another process") {
 		t.Fatalf("open while flock(1) holds the port: %v, want in use", err)

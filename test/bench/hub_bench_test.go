@@ -23,6 +23,7 @@ import (
 	mqtt "github.com/eclipse/paho.mqtt.golang"
 
 	"github.com/drover-iot/drover/internal/sas"
+	"github.com/drover-iot/drover/internal/testenv"
 	"github.com/drover-iot/drover/test/harness"
 )
 
@@ -174,17 +175,7 @@ func BenchmarkMethodRoundTrip(b *testing.B) {
 
 // BenchmarkMosquittoYardstick: request/reply through Debian's mosquitto broker (TLS), two clients per pair.
 func BenchmarkMosquittoYardstick(b *testing.B) {
-	bin, err := exec.LookPath("mosquitto")
-	if err != nil {
-		for _, p := range []string{"/usr/sbin/mosquitto"} {
-			if _, err2 := os.Stat(p); err2 == nil {
-				bin = p
-			}
-		}
-		if bin == "" {
-			b.Skip("mosquitto not installed")
-		}
-	}
+	bin := testenv.RequireTool(b, "mosquitto", "Debian mosquitto")
 	h := harness.StartHub(b, "") // only for its CA and server certificate
 	port := freePort(b)
 	dir := b.TempDir()
