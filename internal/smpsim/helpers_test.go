@@ -185,3 +185,5 @@ func sha256Sum(b []byte) []byte {
 	s := sha256.Sum256(b)
 	return s[:]
 }
+
+func asSMPError(err error, e **smp.Error) bool { return errors.As(err, e) }

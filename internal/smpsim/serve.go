@@ -186,6 +186,7 @@ func (s *server) receive(ctx context.Context, chunks <-chan rxChunk, readErr <-c
 				}
 				releases = releases[:n]
 				dropping = len(releases) >= cfg.LinePool
+				tooLong = false
 			}
 			if b != '\n' {
 				if !dropping && !tooLong {
