@@ -34,7 +34,9 @@ func TestCommands(t *testing.T) {
 		check func(t *testing.T, body []byte)
 	}{
 		{name: "echo read op", op: smp.OpRead, group: smp.GroupOS, id: smp.OSEcho, body: smp.EchoReq{D: "x"},
-			check: func(t *testing.T, b []byte) { decodeAs[smp.EchoRsp](t, b, func(r smp.EchoRsp) bool { return r.R == "x" }) }},
+			check: func(t *testing.T, b []byte) {
+				decodeAs[smp.EchoRsp](t, b, func(r smp.EchoRsp) bool { return r.R == "x" })
+			}},
 		{name: "echo without d", op: smp.OpWrite, group: smp.GroupOS, id: smp.OSEcho, body: map[string]any{},
 			err: &wantErr{smp.GroupLayer, smp.EINVAL}},
 		{name: "echo bad cbor", op: smp.OpWrite, group: smp.GroupOS, id: smp.OSEcho, body: badCBOR,
@@ -135,7 +137,9 @@ func TestCommands(t *testing.T) {
 		{name: "upload too large", op: smp.OpWrite, group: smp.GroupImage, id: smp.ImageUpload, body: smp.UploadReq{Len: u32(1 << 30), Data: []byte{1}},
 			err: &wantErr{smp.GroupImage, smp.ImgErrInvalidImageTooLarge}},
 		{name: "upload off with no session", op: smp.OpWrite, group: smp.GroupImage, id: smp.ImageUpload, body: smp.UploadReq{Off: 512, Data: []byte{1}},
-			check: func(t *testing.T, b []byte) { decodeAs[smp.UploadRsp](t, b, func(r smp.UploadRsp) bool { return r.Off == 0 }) }},
+			check: func(t *testing.T, b []byte) {
+				decodeAs[smp.UploadRsp](t, b, func(r smp.UploadRsp) bool { return r.Off == 0 })
+			}},
 		{name: "erase active slot", op: smp.OpWrite, group: smp.GroupImage, id: smp.ImageErase, body: smp.EraseReq{Slot: u32(0)},
 			err: &wantErr{smp.GroupLayer, smp.EBADSTATE}},
 		{name: "erase secondary", op: smp.OpWrite, group: smp.GroupImage, id: smp.ImageErase},
