@@ -92,13 +92,13 @@ func TestCommands(t *testing.T) {
 			err: &wantErr{smp.GroupStat, statErrInvalidGroup}},
 		{name: "stat unknown group v1", op: smp.OpRead, v1: true, group: smp.GroupStat, id: smp.StatRead, body: smp.StatReadReq{Name: "nope"},
 			err: &wantErr{smp.GroupLayer, smp.ENOENT}},
-		{name: "settings read", op: smp.OpRead, group: smp.GroupSettings, id: smp.SettingsReadWrite, body: smp.SettingsReadReq{Name: "app/interval_ms"},
+		{name: "settings read", op: smp.OpRead, group: smp.GroupSettings, id: smp.SettingsReadWrite, body: smp.SettingsReadReq{Name: "app/interval"},
 			check: func(t *testing.T, b []byte) {
 				decodeAs[smp.SettingsReadRsp](t, b, func(r smp.SettingsReadRsp) bool {
-					return len(r.Val) == 4 && binary.LittleEndian.Uint32(r.Val) == 1000
+					return len(r.Val) == 4 && binary.LittleEndian.Uint32(r.Val) == 10
 				})
 			}},
-		{name: "settings read max size", op: smp.OpRead, group: smp.GroupSettings, id: smp.SettingsReadWrite, body: smp.SettingsReadReq{Name: "app/label", MaxSize: u32(2)},
+		{name: "settings read max size", op: smp.OpRead, group: smp.GroupSettings, id: smp.SettingsReadWrite, body: smp.SettingsReadReq{Name: "app/name", MaxSize: u32(2)},
 			check: func(t *testing.T, b []byte) {
 				decodeAs[smp.SettingsReadRsp](t, b, func(r smp.SettingsReadRsp) bool { return string(r.Val) == "mc" })
 			}},
@@ -106,15 +106,15 @@ func TestCommands(t *testing.T) {
 			err: &wantErr{smp.GroupSettings, setErrKeyNotFound}},
 		{name: "settings unknown v1", op: smp.OpRead, v1: true, group: smp.GroupSettings, id: smp.SettingsReadWrite, body: smp.SettingsReadReq{Name: "app/nope"},
 			err: &wantErr{smp.GroupLayer, smp.ENOENT}},
-		{name: "settings write wrong size", op: smp.OpWrite, group: smp.GroupSettings, id: smp.SettingsReadWrite, body: smp.SettingsWriteReq{Name: "app/interval_ms", Val: []byte{1}},
+		{name: "settings write wrong size", op: smp.OpWrite, group: smp.GroupSettings, id: smp.SettingsReadWrite, body: smp.SettingsWriteReq{Name: "app/interval", Val: []byte{1}},
 			err: &wantErr{smp.GroupLayer, smp.EINVAL}},
-		{name: "settings write", op: smp.OpWrite, group: smp.GroupSettings, id: smp.SettingsReadWrite, body: smp.SettingsWriteReq{Name: "app/label", Val: []byte("pump room")}},
+		{name: "settings write", op: smp.OpWrite, group: smp.GroupSettings, id: smp.SettingsReadWrite, body: smp.SettingsWriteReq{Name: "app/name", Val: []byte("pump room")}},
 		{name: "settings name too long", op: smp.OpWrite, group: smp.GroupSettings, id: smp.SettingsReadWrite, body: smp.SettingsWriteReq{Name: strings.Repeat("k", 65), Val: []byte{1}},
 			err: &wantErr{smp.GroupSettings, setErrKeyTooLong}},
 		{name: "settings commit", op: smp.OpWrite, group: smp.GroupSettings, id: smp.SettingsCommit},
 		{name: "settings save", op: smp.OpWrite, group: smp.GroupSettings, id: smp.SettingsLoadSave},
 		{name: "settings load", op: smp.OpRead, group: smp.GroupSettings, id: smp.SettingsLoadSave},
-		{name: "settings delete", op: smp.OpWrite, group: smp.GroupSettings, id: smp.SettingsDelete, body: smp.SettingsNameReq{Name: "app/label"}},
+		{name: "settings delete", op: smp.OpWrite, group: smp.GroupSettings, id: smp.SettingsDelete, body: smp.SettingsNameReq{Name: "app/name"}},
 		{name: "image list", op: smp.OpRead, group: smp.GroupImage, id: smp.ImageState,
 			check: func(t *testing.T, b []byte) {
 				decodeAs[smp.ImageStateRsp](t, b, func(r smp.ImageStateRsp) bool { return len(r.Images) == 1 && r.Images[0].Version == "1.0.0" })

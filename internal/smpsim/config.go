@@ -131,13 +131,13 @@ const (
 )
 
 // DefaultSettings are the settings of the default device: an application
-// with a sampling interval (uint32), an alarm threshold (int16), a label
-// (string) and an LED switch (bool, one byte).
+// with a sampling interval in seconds (int32), an alarm threshold (int16),
+// a name (string) and an LED switch (bool, one byte).
 func DefaultSettings() []Setting {
 	return []Setting{
-		{Name: "app/interval_ms", Default: binary.LittleEndian.AppendUint32(nil, 1000), Size: 4},
+		{Name: "app/interval", Default: binary.LittleEndian.AppendUint32(nil, 10), Size: 4},
 		{Name: "app/threshold", Default: binary.LittleEndian.AppendUint16(nil, 250), Size: 2},
-		{Name: "app/label", Default: []byte("mcu")},
+		{Name: "app/name", Default: []byte("mcu")},
 		{Name: "app/led", Default: []byte{0}, Size: 1},
 	}
 }

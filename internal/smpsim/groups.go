@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"crypto/sha256"
 	"encoding/binary"
+	"fmt"
 	"sort"
 	"strings"
 	"time"
@@ -43,6 +44,7 @@ func (d *Device) osReset(body []byte) reply {
 	if d.faults.RefuseReset && (req.Force == nil || *req.Force == 0) {
 		return layer(smp.EBUSY, "application busy: reset refused (use force)")
 	}
+	d.log.Info("smpsim reset requested", "force", req.Force != nil && *req.Force != 0)
 	return reply{reset: true}
 }
 
@@ -238,6 +240,7 @@ func (d *Device) imageUpload(body []byte) reply {
 		*u = upload{active: true, size: uint32(size), sha: bytes.Clone(req.Sha), buf: make([]byte, 0, size)}
 		d.c.UploadStarts++
 		d.c.LastUploadFrom = 0
+		d.log.Info("smpsim upload started", "bytes", size)
 		rep.delay += d.faults.EraseDelay
 	} else if !u.active || off != uint64(u.off) {
 		d.c.OffsetReplies++
@@ -249,6 +252,7 @@ func (d *Device) imageUpload(body []byte) reply {
 	if u.resumed {
 		u.resumed = false
 		d.c.LastUploadFrom = u.off
+		d.log.Info("smpsim upload resumed", "offset", u.off)
 	}
 	u.buf = append(u.buf, req.Data...)
 	u.off += uint32(len(req.Data))
@@ -257,6 +261,7 @@ func (d *Device) imageUpload(body []byte) reply {
 	rep.delay += d.faults.WriteDelay
 	if at := d.faults.ResetAtOffset; at != 0 && u.off >= at {
 		d.faults.ResetAtOffset = 0
+		d.log.Info("smpsim power cut (fault)", "offset", u.off)
 		return reply{cut: true}
 	}
 	if u.off < u.size {
@@ -272,6 +277,7 @@ func (d *Device) imageUpload(body []byte) reply {
 	}
 	f.secondary = slot{data: data, img: img}
 	d.c.UploadsDone++
+	d.log.Info("smpsim upload complete", "version", img.Version.String(), "bytes", len(data))
 	rep.body = smp.UploadRsp{Off: uint32(len(data)), Match: match}
 	return rep
 }
@@ -322,7 +328,7 @@ func (d *Device) statGroups() map[string]map[string]uint64 {
 	return map[string]map[string]uint64{
 		"app": {
 			"uptime_s": uint64(up / time.Second),
-			"boots":    uint64(d.c.Boots),
+			"resets":   uint64(d.c.Resets),
 			"samples":  uint64(up / (100 * time.Millisecond)),
 		},
 		"smp": {
@@ -411,6 +417,7 @@ func (d *Device) settingsWrite(body []byte) reply {
 	}
 	d.settings[req.Name] = bytes.Clone(req.Val)
 	d.c.SettingsWrites++
+	d.log.Info("smpsim setting written", "name", req.Name, "value", fmt.Sprintf("%x", req.Val))
 	return reply{}
 }
 
@@ -438,6 +445,7 @@ func (d *Device) settingsSave([]byte) reply {
 		d.stored[k] = bytes.Clone(v)
 	}
 	d.c.SettingsSaves++
+	d.log.Info("smpsim settings saved")
 	return reply{}
 }
 
@@ -448,5 +456,6 @@ func (d *Device) settingsSave([]byte) reply {
 func (d *Device) eraseStorage([]byte) reply {
 	clear(d.stored)
 	d.c.StorageErases++
+	d.log.Info("smpsim storage erased")
 	return reply{delay: d.faults.EraseDelay}
 }

@@ -299,22 +299,22 @@ func TestSettingsPersistence(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	write("app/label", []byte("saved"))
+	write("app/name", []byte("saved"))
 	op(smp.GroupSettings, smp.SettingsLoadSave)
-	write("app/label", []byte("unsaved"))
-	if got := read("app/label"); got != "unsaved" {
+	write("app/name", []byte("unsaved"))
+	if got := read("app/name"); got != "unsaved" {
 		t.Fatalf("after write: %q", got)
 	}
 	h.reset(d)
-	if got := read("app/label"); got != "saved" {
+	if got := read("app/name"); got != "saved" {
 		t.Fatalf("after reboot: %q, want the saved value", got)
 	}
 	op(smp.GroupZephyrBasic, smp.ZephyrEraseStorage)
-	if got := read("app/label"); got != "saved" {
+	if got := read("app/name"); got != "saved" {
 		t.Fatalf("after erase, before reboot: %q", got)
 	}
 	h.reset(d)
-	if got := read("app/label"); got != "mcu" {
+	if got := read("app/name"); got != "mcu" {
 		t.Fatalf("after erase and reboot: %q, want the default", got)
 	}
 	if c := d.Counters(); c.SettingsWrites != 2 || c.SettingsSaves != 1 || c.StorageErases != 1 {
