@@ -55,6 +55,8 @@ Faults (repeatable, comma-separated keys, applied to every device):
   --fault drop-requests=N     the next N requests are lost
   --fault drop-responses=N    the next N answers are not sent
   --fault corrupt=N           the next N answers carry a bad CRC
+  --fault drop-every=N        every Nth answer is lost (a noisy line)
+  --fault corrupt-every=N     every Nth answer carries a bad CRC
   --fault reset-at=BYTES      power cut once an upload reaches BYTES
   --fault erase-delay=2s      the first chunk of an upload waits (slot erase)
   --fault write-delay=5ms     every upload chunk waits (flash write)
@@ -109,6 +111,10 @@ func parseSerialFaults(specs []string, f *smpsim.Faults) error {
 				atoi(&f.DropResponses)
 			case "corrupt":
 				atoi(&f.CorruptResponses)
+			case "drop-every":
+				atoi(&f.DropEvery)
+			case "corrupt-every":
+				atoi(&f.CorruptEvery)
 			case "reset-at":
 				var n uint64
 				n, err = strconv.ParseUint(v, 10, 32)
@@ -122,7 +128,7 @@ func parseSerialFaults(specs []string, f *smpsim.Faults) error {
 			case "fail-boot":
 				f.FailBoot = append(f.FailBoot, v)
 			default:
-				err = errors.New("unknown key (want drop-requests, drop-responses, corrupt, reset-at, erase-delay, write-delay, refuse-reset, fail-boot)")
+				err = errors.New("unknown key (want drop-requests, drop-responses, corrupt, drop-every, corrupt-every, reset-at, erase-delay, write-delay, refuse-reset, fail-boot)")
 			}
 			if err == nil && !hasValue && k != "refuse-reset" {
 				err = errors.New("needs a value")

@@ -98,6 +98,7 @@ func TestParseSerialFaults(t *testing.T) {
 	}{
 		{[]string{"drop-requests=1,drop-responses=2", "corrupt=3"}, smpsim.Faults{DropRequests: 1, DropResponses: 2, CorruptResponses: 3}, false},
 		{[]string{"reset-at=65536,erase-delay=2s,write-delay=5ms"}, smpsim.Faults{ResetAtOffset: 65536, EraseDelay: 2 * time.Second, WriteDelay: 5 * time.Millisecond}, false},
+		{[]string{"drop-every=7,corrupt-every=11"}, smpsim.Faults{DropEvery: 7, CorruptEvery: 11}, false},
 		{[]string{"refuse-reset", "fail-boot=2.0.0"}, smpsim.Faults{RefuseReset: true, FailBoot: []string{"2.0.0"}}, false},
 		{[]string{"drop-requests"}, smpsim.Faults{}, true},
 		{[]string{"drop-requests=-1"}, smpsim.Faults{}, true},
@@ -111,7 +112,7 @@ func TestParseSerialFaults(t *testing.T) {
 			continue
 		}
 		if !c.err && (got.DropRequests != c.want.DropRequests || got.DropResponses != c.want.DropResponses ||
-			got.CorruptResponses != c.want.CorruptResponses || got.ResetAtOffset != c.want.ResetAtOffset ||
+			got.CorruptResponses != c.want.CorruptResponses || got.DropEvery != c.want.DropEvery || got.CorruptEvery != c.want.CorruptEvery || got.ResetAtOffset != c.want.ResetAtOffset ||
 			got.EraseDelay != c.want.EraseDelay || got.WriteDelay != c.want.WriteDelay || got.RefuseReset != c.want.RefuseReset ||
 			strings.Join(got.FailBoot, ",") != strings.Join(c.want.FailBoot, ",")) {
 			t.Errorf("%v: %+v, want %+v", c.specs, got, c.want)

@@ -52,6 +52,9 @@ type Faults struct {
 	DropRequests     int // complete request frames the device ignores, as if lost on the line
 	DropResponses    int // responses the device computes (state changes!) but never sends
 	CorruptResponses int // responses sent with a wrong CRC (raw: a flipped sequence number)
+	// DropEvery and CorruptEvery, when not 0, lose or corrupt every Nth
+	// answer for as long as they are set (a noisy line).
+	DropEvery, CorruptEvery int
 	// ResetAtOffset, when not 0, cuts the power once an upload has
 	// accepted at least this many bytes: the chunk is not answered, the
 	// device reboots, the upload state (RAM) is lost. One-shot.

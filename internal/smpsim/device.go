@@ -76,7 +76,7 @@ type Device struct {
 	stored    map[string][]byte // persisted values (storage partition)
 	defs      map[string]Setting
 	rtcOffset time.Duration
-	samples   uint64
+	answers   int // answers computed, for the periodic faults
 }
 
 // New builds a device from cfg (defaults applied, then checked).

@@ -24,11 +24,13 @@ type rxChunk struct {
 type request struct {
 	pkt   []byte
 	epoch int
+	at    time.Time // when its last line is decoded: the device may act from then on
 }
 
 type txItem struct {
 	lines [][]byte
 	epoch int
+	after time.Time     // the first byte goes on the wire no earlier than this
 	done  chan struct{} // closed when written or dropped; may be nil
 }
 
@@ -169,9 +171,7 @@ func (s *server) receive(ctx context.Context, chunks <-chan rxChunk, readErr <-c
 			end := start.Add(cfg.wire(1))
 			wireFree = end
 			if cfg.Transport == Raw {
-				if !s.rawByte(ctx, b, start, end, &lastEnd, &raw, &rawSkip, &rawIgnore, ep) {
-					return nil
-				}
+				s.rawByte(b, start, end, &lastEnd, &raw, &rawSkip, &rawIgnore, ep)
 				continue
 			}
 			if !inLine {
@@ -216,10 +216,10 @@ func (s *server) receive(ctx context.Context, chunks <-chan rxChunk, readErr <-c
 				dec = dec.Add(cfg.LineDecode)
 				decFree = dec
 				releases = append(releases, dec)
-				if !sleepUntil(ctx, dec) {
-					return nil
-				}
-				s.decodeLine(line, ep, &re)
+				// The decision above used the line's wire and decode times;
+				// decoding now is invisible from outside, and the answer
+				// waits for dec (request.at).
+				s.decodeLine(line, ep, dec, &re)
 			}
 		}
 	}
@@ -227,7 +227,7 @@ func (s *server) receive(ctx context.Context, chunks <-chan rxChunk, readErr <-c
 
 // decodeLine feeds one received line to the reassembler and queues a
 // completed request.
-func (s *server) decodeLine(line []byte, epoch int, re *smp.Reassembler) {
+func (s *server) decodeLine(line []byte, epoch int, at time.Time, re *smp.Reassembler) {
 	d := s.d
 	if smp.KindOf(line) == smp.LineText {
 		d.count(func(c *Counters) { c.Lines++; c.TextLines++ })
@@ -248,13 +248,13 @@ func (s *server) decodeLine(line []byte, epoch int, re *smp.Reassembler) {
 		d.log.Debug("smpsim frame discarded", "error", err)
 	}
 	if pkt != nil {
-		s.queue(pkt, epoch)
+		s.queue(pkt, epoch, at)
 	}
 }
 
 // rawByte is receive for the raw transport: packets framed by the header
 // length, a partial packet flushed after RawTimeout of silence.
-func (s *server) rawByte(ctx context.Context, b byte, start, end time.Time, lastEnd *time.Time, raw *[]byte, skip *int, ignore *bool, epoch int) bool {
+func (s *server) rawByte(b byte, start, end time.Time, lastEnd *time.Time, raw *[]byte, skip *int, ignore *bool, epoch int) {
 	d, cfg := s.d, &s.d.cfg
 	if (len(*raw) > 0 || *skip > 0 || *ignore) && start.Sub(*lastEnd) > cfg.RawTimeout {
 		if len(*raw) > 0 {
@@ -265,44 +265,40 @@ func (s *server) rawByte(ctx context.Context, b byte, start, end time.Time, last
 	*lastEnd = end
 	switch {
 	case *ignore:
-		return true
+		return
 	case *skip > 0:
 		*skip--
-		return true
+		return
 	}
 	*raw = append(*raw, b)
 	if len(*raw) < smp.HeaderSize {
-		return true
+		return
 	}
 	h, err := smp.ParseHeader(*raw)
 	if err != nil {
 		d.count(func(c *Counters) { c.FramesBad++ })
 		*raw, *ignore = (*raw)[:0], true
-		return true
+		return
 	}
 	need := smp.HeaderSize + int(h.Length)
 	if need > cfg.BufSize {
 		d.count(func(c *Counters) { c.FramesTooBig++ })
 		*skip = need - len(*raw)
 		*raw = (*raw)[:0]
-		return true
+		return
 	}
 	if len(*raw) < need {
-		return true
+		return
 	}
-	if !sleepUntil(ctx, end.Add(cfg.LineDecode)) {
-		return false
-	}
-	s.queue(append([]byte(nil), *raw...), epoch)
+	s.queue(append([]byte(nil), *raw...), epoch, end.Add(cfg.LineDecode))
 	*raw = (*raw)[:0]
-	return true
 }
 
 // queue hands a request to the SMP thread, or drops it when every netbuf
 // is taken.
-func (s *server) queue(pkt []byte, epoch int) {
+func (s *server) queue(pkt []byte, epoch int, at time.Time) {
 	select {
-	case s.reqs <- request{pkt: pkt, epoch: epoch}:
+	case s.reqs <- request{pkt: pkt, epoch: epoch, at: at}:
 	default:
 		s.d.count(func(c *Counters) { c.PacketsLost++ })
 	}
@@ -342,23 +338,34 @@ func (s *server) serveRequest(ctx context.Context, r request) {
 	if !ok {
 		return
 	}
-	if !sleepCtx(ctx, d.cfg.Turnaround+rep.delay) {
-		return
-	}
+	// The answer leaves once the request is decoded and handled: the
+	// transmitter waits for that time and the answer's wire time in one go.
+	after := r.at.Add(d.cfg.Turnaround + rep.delay)
 	if rep.cut {
+		if !sleepUntil(ctx, after) {
+			return
+		}
 		s.reboot(ctx, false, nil)
 		return
 	}
 	d.mu.Lock()
-	drop := d.faults.DropResponses > 0
-	corrupt := !drop && d.faults.CorruptResponses > 0
+	d.answers++
+	f := &d.faults
+	drop := f.DropResponses > 0 || (f.DropEvery > 0 && d.answers%f.DropEvery == 0)
+	corrupt := !drop && (f.CorruptResponses > 0 || (f.CorruptEvery > 0 && d.answers%f.CorruptEvery == 0))
 	switch {
 	case drop:
-		d.faults.DropResponses--
+		if f.DropResponses > 0 {
+			f.DropResponses--
+		}
 		d.c.FaultDrops++
+		d.log.Info("smpsim answer dropped (fault)")
 	case corrupt:
-		d.faults.CorruptResponses--
+		if f.CorruptResponses > 0 {
+			f.CorruptResponses--
+		}
 		d.c.FaultCorrupts++
+		d.log.Info("smpsim answer corrupted (fault)")
 	}
 	d.bumpLocked()
 	d.mu.Unlock()
@@ -369,7 +376,7 @@ func (s *server) serveRequest(ctx context.Context, r request) {
 			return
 		}
 		done := make(chan struct{})
-		if !s.send(ctx, txItem{lines: lines, epoch: r.epoch, done: done}) {
+		if !s.send(ctx, txItem{lines: lines, epoch: r.epoch, after: after, done: done}) {
 			return
 		}
 		select {
@@ -509,10 +516,13 @@ func (s *server) boot(ctx context.Context) {
 func (s *server) transmit(ctx context.Context) {
 	d, cfg := s.d, &s.d.cfg
 	var free time.Time
-	write := func(b []byte) bool {
+	write := func(b []byte, after time.Time) bool {
 		start := time.Now()
 		if free.After(start) {
 			start = free
+		}
+		if after.After(start) {
+			start = after
 		}
 		free = start.Add(cfg.wire(len(b)))
 		if !sleepUntil(ctx, free) {
@@ -539,7 +549,7 @@ func (s *server) transmit(ctx context.Context) {
 			if _, ep := d.upEpoch(); ep != it.epoch {
 				return true // rebooted meanwhile: lost
 			}
-			if !write(l) {
+			if !write(l, it.after) {
 				return false
 			}
 			if isLog {
@@ -549,7 +559,7 @@ func (s *server) transmit(ctx context.Context) {
 				select {
 				case lg := <-s.logs:
 					for _, x := range lg.lines {
-						if !write(x) {
+						if !write(x, time.Time{}) {
 							return false
 						}
 						d.count(func(c *Counters) { c.LogLines++ })
