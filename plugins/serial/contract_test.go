@@ -32,9 +32,11 @@ const testProfile = `{
  "settings": {"save": true, "commit": true}
 }`
 
-// busJSON is a bus entry for port with fast timeouts for tests.
+// busJSON is a bus entry for port with fast timeouts for tests, at
+// 921600 baud: lines are paced at that wire rate, which keeps the flashes
+// short.
 func busJSON(port string, extra map[string]any) json.RawMessage {
-	m := map[string]any{"name": "mcu", "plugin": "serial", "port": port, "baud": 115200, "timeout": "300ms",
+	m := map[string]any{"name": "mcu", "plugin": "serial", "port": port, "baud": 921600, "timeout": "300ms",
 		"retries": 1, "reset_delay": "100ms", "reboot_timeout": "10s", "erase_timeout": "5s", "scan_ports": []string{}}
 	for k, v := range extra {
 		m[k] = v

@@ -42,6 +42,7 @@ type testMCU struct {
 	erased    int
 	noise     bool // log lines and a corrupt frame before every answer
 	dropNext  int  // answers to drop (lost on the line)
+	received  int  // upload data bytes accepted
 	cutAt     int  // reset the device (losing the upload session) when its offset passes this; 0: never
 	onUpload  func(off int)
 }
@@ -300,10 +301,12 @@ func (m *testMCU) upload(p smp.Packet) ([]byte, func()) {
 		}
 	}
 	if m.upSHA == nil {
-		return rc(smp.EINVAL), nil
+		// No session (the device rebooted): ask for the start again.
+		return enc(smp.UploadRsp{Off: 0}), nil
 	}
 	if req.Off == uint32(len(m.upData)) {
 		m.upData = append(m.upData, req.Data...)
+		m.received += len(req.Data)
 	}
 	off := len(m.upData)
 	if m.onUpload != nil {
