@@ -223,9 +223,41 @@ func TestRebootAndFactoryReset(t *testing.T) {
 		t.Errorf("factory reset: erased %d, resets %d, settings %v", m.erased, m.resets, m.settings)
 	}
 	m.mu.Unlock()
+
+	// The answer to the reset is lost: the device reset all the same, and
+	// Reboot waits for it instead of failing.
+	m.mu.Lock()
+	m.dropNext = 1
+	m.mu.Unlock()
+	if err := d.Reboot(testCtx(t), "mcu-1", plugins.ManageOptions{}); err != nil {
+		t.Fatalf("Reboot with its answer lost: %v", err)
+	}
+	m.mu.Lock()
+	if m.resets != 3 {
+		t.Errorf("resets %d, want 3", m.resets)
+	}
+	m.mu.Unlock()
+
 	vals, err := d.Read(testCtx(t), "mcu-1", []string{"interval", "uptime"})
 	if err != nil || vals[0].Quality != plugins.QualityBad || !strings.Contains(vals[0].Error, "ENOENT") || vals[1].Quality != plugins.QualityGood {
 		t.Errorf("read after factory reset: %+v, %v; want the erased setting bad (ENOENT), the stat good", vals, err)
+	}
+}
+
+// TestRebootSilentDevice: a device that answers neither the reset nor
+// anything after it makes Reboot fail as a timeout by the caller's
+// deadline.
+func TestRebootSilentDevice(t *testing.T) {
+	m := newTestMCU(t, mcuboot.Version{Major: 1})
+	d := attached(t, m, nil)
+	m.mu.Lock()
+	m.silent = time.Now().Add(time.Hour)
+	m.mu.Unlock()
+	ctx, cancel := context.WithTimeout(testCtx(t), 3*time.Second)
+	defer cancel()
+	err := d.Reboot(ctx, "mcu-1", plugins.ManageOptions{})
+	if plugins.CodeOf(err) != plugins.CodeTimeout || !strings.Contains(err.Error(), "no answer to the reset, nor since") {
+		t.Fatalf("Reboot of a silent device: %v, want a timeout", err)
 	}
 }
 

@@ -199,7 +199,7 @@ func (dev *device) flash(ctx context.Context, c *smp.Client, img []byte, meta mc
 	}
 
 	emit(plugins.FlashEvent{Phase: PhaseRebooting, Done: total, Total: total})
-	if err := dev.reset(ctx, c, "flash", false); err != nil {
+	if _, err := dev.reset(ctx, c, "flash", false); err != nil {
 		return err
 	}
 	wctx, cancel := context.WithTimeout(ctx, dev.bus.cfg.RebootTimeout)

@@ -159,11 +159,11 @@ func (d *Driver) Reboot(ctx context.Context, id string, opts plugins.ManageOptio
 		if err != nil {
 			return asPluginError("reboot "+id, err)
 		}
-		if err := dev.reset(ctx, c, "reboot", opts.Force); err != nil {
+		answered, err := dev.reset(ctx, c, "reboot", opts.Force)
+		if err != nil {
 			return err
 		}
-		dev.awaitBack(ctx, c, "reboot")
-		return nil
+		return dev.awaitBack(ctx, c, "reboot", answered)
 	})
 }
 
@@ -184,43 +184,56 @@ func (d *Driver) FactoryReset(ctx context.Context, id string, opts plugins.Manag
 			return asPluginError("factory reset "+id+": erase storage", err)
 		}
 		dev.log.Info("storage erased")
-		if err := dev.reset(ctx, c, "factory reset", opts.Force); err != nil {
+		answered, err := dev.reset(ctx, c, "factory reset", opts.Force)
+		if err != nil {
 			return err
 		}
-		dev.awaitBack(ctx, c, "factory reset")
-		return nil
+		return dev.awaitBack(ctx, c, "factory reset", answered)
 	})
 }
 
 // reset sends OS reset; on EBUSY it fails with CodeInUse, or with force
-// sends it again with force=1.
-func (dev *device) reset(ctx context.Context, c *smp.Client, what string, force bool) error {
-	err := c.Reset(ctx, false)
+// sends it again with force=1. A reset whose answer never came is not a
+// failure yet (lost is false then): the device answers before it resets,
+// and that answer may be the one lost on the line; the caller's wait for
+// echo tells.
+func (dev *device) reset(ctx context.Context, c *smp.Client, what string, force bool) (answered bool, err error) {
+	err = c.Reset(ctx, false)
 	if smp.IsRC(err, smp.EBUSY) {
 		if !force {
-			return plugins.Errorf(plugins.CodeInUse, "%s %s refused: the device's application is busy (EBUSY); use force to override", what, dev.id)
+			return false, plugins.Errorf(plugins.CodeInUse, "%s %s refused: the device's application is busy (EBUSY); use force to override", what, dev.id)
 		}
 		dev.log.Info("device refused the reset (EBUSY); forcing it")
 		err = c.Reset(ctx, true)
 	}
+	if isTimeout(err) && ctx.Err() == nil {
+		dev.log.Warn("no answer to the reset; waiting for the device as if it reset", "op", what, "error", err)
+		return false, nil
+	}
 	if err != nil {
-		return asPluginError(what+" "+dev.id+": reset", err)
+		return false, asPluginError(what+" "+dev.id+": reset", err)
 	}
 	dev.log.Info("reset accepted", "op", what)
-	return nil
+	return true, nil
 }
 
 // awaitBack waits for a reset device to answer again, within the bus's
-// reboot_timeout and shortly before ctx's deadline, and logs the outcome.
-func (dev *device) awaitBack(ctx context.Context, c *smp.Client, what string) {
+// reboot_timeout and shortly before ctx's deadline. A device that accepted
+// the reset but is still silent then is left to the gateway's own watch
+// (nil); one that answered neither the reset nor since is a timeout.
+func (dev *device) awaitBack(ctx context.Context, c *smp.Client, what string, answered bool) error {
 	wctx, cancel := dev.waitContext(ctx)
 	defer cancel()
 	start := time.Now()
 	if err := dev.awaitUp(wctx, c); err != nil {
+		if !answered {
+			return asPluginError(what+" "+dev.id, fmt.Errorf("no answer to the reset, nor since (%s): %w", time.Since(start).Round(time.Millisecond), err))
+		}
 		dev.log.Warn("device not answering yet after the reset; the gateway keeps watching", "op", what, "waited", time.Since(start).Round(time.Millisecond), "error", err)
-		return
+		return nil
 	}
 	dev.log.Info("device answers again", "op", what, "after", time.Since(start).Round(time.Millisecond))
+	return nil
 }
 
 // waitContext bounds a wait for the device by reboot_timeout, ending a
