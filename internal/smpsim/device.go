@@ -29,6 +29,14 @@ type Counters struct {
 	TxBytes      int // bytes written to the UART, log lines included
 	LogLines     int // console/log lines written
 
+	// TxLate sums how late the transmitter's timer put bytes on the line
+	// after their wire time (scheduling delay on the machine running the
+	// simulator); HostGap sums the silences between an answer's last
+	// byte and the host's next line. Benchmarks use them to split lost
+	// throughput between device, host and machine.
+	TxLate  time.Duration
+	HostGap time.Duration
+
 	FaultDrops    int // requests ignored and answers withheld by fault injection
 	FaultCorrupts int // answers corrupted by fault injection
 
@@ -76,7 +84,8 @@ type Device struct {
 	stored    map[string][]byte // persisted values (storage partition)
 	defs      map[string]Setting
 	rtcOffset time.Duration
-	answers   int // answers computed, for the periodic faults
+	answers   int       // answers computed, for the periodic faults
+	answered  time.Time // when the last answer's last byte went out (HostGap)
 }
 
 // New builds a device from cfg (defaults applied, then checked).

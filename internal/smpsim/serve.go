@@ -170,6 +170,9 @@ func (s *server) receive(ctx context.Context, chunks <-chan rxChunk, readErr <-c
 			}
 			end := start.Add(cfg.wire(1))
 			wireFree = end
+			if !inLine && len(raw) == 0 {
+				d.hostGap(start)
+			}
 			if cfg.Transport == Raw {
 				s.rawByte(b, start, end, &lastEnd, &raw, &rawSkip, &rawIgnore, ep)
 				continue
@@ -528,6 +531,7 @@ func (s *server) transmit(ctx context.Context) {
 		if !sleepUntil(ctx, free) {
 			return false
 		}
+		late := time.Since(free)
 		type deadliner interface{ SetWriteDeadline(time.Time) error }
 		if w, ok := s.rw.(deadliner); ok {
 			_ = w.SetWriteDeadline(time.Now().Add(writeTimeout))
@@ -536,7 +540,7 @@ func (s *server) transmit(ctx context.Context) {
 			d.log.Debug("smpsim write", "error", err)
 			return true
 		}
-		d.count(func(c *Counters) { c.TxBytes += len(b) })
+		d.count(func(c *Counters) { c.TxBytes += len(b); c.TxLate += late })
 		return true
 	}
 	out := func(it txItem, isLog bool) bool {
@@ -554,6 +558,11 @@ func (s *server) transmit(ctx context.Context) {
 			}
 			if isLog {
 				d.count(func(c *Counters) { c.LogLines++ })
+			}
+			if !isLog && i+1 == len(it.lines) {
+				d.mu.Lock()
+				d.answered = time.Now()
+				d.mu.Unlock()
 			}
 			if cfg.InterleaveLogs && i+1 < len(it.lines) {
 				select {
@@ -660,4 +669,18 @@ func sleepCtx(ctx context.Context, d time.Duration) bool {
 	case <-ctx.Done():
 		return false
 	}
+}
+
+// hostGap adds the silence since the last answer to Counters.HostGap when
+// start begins the host's next line or packet.
+func (d *Device) hostGap(start time.Time) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.answered.IsZero() {
+		return
+	}
+	if g := start.Sub(d.answered); g > 0 {
+		d.c.HostGap += g
+	}
+	d.answered = time.Time{}
 }

@@ -2,7 +2,6 @@ package bench
 
 import (
 	"context"
-	"fmt"
 	"math"
 	"os"
 	"testing"
@@ -35,7 +34,11 @@ func smpFramingLimit(buf, baud int) float64 {
 // one (2048). The device has a 2-line receive pool that takes 1 ms to
 // decode a line and logs a line a second on the same UART. Reported: rate
 // (B/s), its share of the framing limit (target ≥ 85 %), seconds for the
-// image, lines the device dropped (must be 0), client retries.
+// image, lines the device dropped (must be 0), client retries, and where
+// time went per chunk: the silence between an answer and the host's next
+// request (host gap) and how late the simulator's transmitter ran (both
+// grow with the machine's load). A third run leaves out the client's
+// pacing gap, to show what it costs.
 func BenchmarkSMPUpload(b *testing.B) {
 	const baud = 115200
 	const size = 256 << 10
@@ -44,8 +47,19 @@ func BenchmarkSMPUpload(b *testing.B) {
 	if len(img) != size {
 		b.Fatalf("image of %d bytes", len(img))
 	}
-	for _, buf := range []int{384, 2048} {
-		b.Run(fmt.Sprintf("buf=%d", buf), func(b *testing.B) {
+	for _, run := range []struct {
+		buf    int
+		pacing time.Duration
+		name   string
+	}{
+		{384, smp.PacingAuto, "buf=384"},
+		{2048, smp.PacingAuto, "buf=2048"},
+		// The client's pacing gap (1/16 of a line) is a safety margin for a
+		// 2-line pool; at 115200 the UART itself spaces the lines.
+		{384, smp.PacingNone, "buf=384/pacing=none"},
+	} {
+		buf := run.buf
+		b.Run(run.name, func(b *testing.B) {
 			path, dev := smpsim.ServePTY(b, smpsim.Config{BufSize: buf, Baud: baud, LinePool: 2, LineDecode: time.Millisecond})
 			limit := smpFramingLimit(buf, baud)
 			var elapsed time.Duration
@@ -55,7 +69,7 @@ func BenchmarkSMPUpload(b *testing.B) {
 				if err != nil {
 					b.Fatal(err)
 				}
-				c := smp.NewClient(f, smp.ClientOptions{CharTime: time.Second * 10 / baud})
+				c := smp.NewClient(f, smp.ClientOptions{CharTime: time.Second * 10 / baud, Pacing: run.pacing})
 				ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 				if _, err := c.BufSize(ctx); err != nil {
 					b.Fatal(err)
@@ -78,8 +92,13 @@ func BenchmarkSMPUpload(b *testing.B) {
 			b.ReportMetric(per.Seconds(), "s/256KiB")
 			b.ReportMetric(float64(cnt.LinesDropped), "lines-dropped")
 			b.ReportMetric(float64(retries), "retries")
-			b.Logf("buf %d: %.0f B/s = %.1f %% of the framing limit %.0f B/s; 256 KiB in %.1f s; device: %d lines, %d dropped, %d bad frames, %d lost packets; client retries %d",
-				buf, rate, 100*rate/limit, limit, per.Seconds(), cnt.Lines, cnt.LinesDropped, cnt.FramesBad, cnt.PacketsLost, retries)
+			chunks := max(cnt.UploadChunks, 1)
+			gap := cnt.HostGap / time.Duration(chunks)
+			late := cnt.TxLate / time.Duration(chunks)
+			b.ReportMetric(float64(gap.Microseconds())/1000, "host-gap-ms/chunk")
+			b.ReportMetric(float64(late.Microseconds())/1000, "tx-late-ms/chunk")
+			b.Logf("buf %d: %.0f B/s = %.1f %% of the framing limit %.0f B/s; 256 KiB in %.1f s; device: %d lines, %d dropped, %d bad frames, %d lost packets; client retries %d; %d chunks, per chunk: host gap %v, transmitter late %v",
+				buf, rate, 100*rate/limit, limit, per.Seconds(), cnt.Lines, cnt.LinesDropped, cnt.FramesBad, cnt.PacketsLost, retries, chunks, gap, late)
 			if cnt.LinesDropped != 0 {
 				b.Errorf("the device dropped %d lines", cnt.LinesDropped)
 			}
