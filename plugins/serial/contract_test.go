@@ -54,9 +54,13 @@ func writeImage(t testing.TB, v mcuboot.Version, size int) string {
 	return p
 }
 
+// fixture is the contract fixture for device m; a second device answers
+// on scan address 1 (the bus's scan_ports), so scans have a range to
+// cancel.
 func fixture(t *testing.T, m *testMCU) plugintest.Fixture {
+	other := newTestMCU(t, mcuboot.Version{Major: 9})
 	return plugintest.Fixture{
-		Bus:    plugins.BusConfig{Name: "mcu", Config: busJSON(m.Port, nil)},
+		Bus:    plugins.BusConfig{Name: "mcu", Config: busJSON(m.Port, map[string]any{"scan_ports": []string{other.Port}})},
 		Device: plugins.DeviceConfig{ID: "mcu-1", Bus: "mcu", Profile: json.RawMessage(testProfile)},
 		Points: []string{"uptime", "resets", "interval", "label", "clock", "buffer"},
 		Writes: []plugins.PointWrite{
@@ -65,7 +69,7 @@ func fixture(t *testing.T, m *testMCU) plugintest.Fixture {
 		},
 		BadBus:     json.RawMessage(`{"port": "/dev/ttyS1", "smp_version": "3", "line_pacing": "fast"}`),
 		BadProfile: json.RawMessage(`{"name": "x", "plugin": "serial", "points": [{"name": "a", "stat": "app"}]}`),
-		Scan:       &plugins.ScanRequest{From: 0, To: 0, Timeout: 300 * time.Millisecond},
+		Scan:       &plugins.ScanRequest{From: 0, To: 1, Timeout: 300 * time.Millisecond},
 		Manage:     true,
 		Flash:      &plugins.FlashRequest{ImagePath: writeImage(t, mcuboot.Version{Major: 1, Minor: 1}, 6000)},
 		Timeout:    30 * time.Second,
@@ -93,9 +97,15 @@ func TestContractInProcess(t *testing.T) {
 	}, fixture(t, m))
 }
 
-// buildPlugin builds cmd/drover-plugin-serial into a temporary plugins dir.
+// buildPlugin returns a plugins dir holding drover-plugin-serial: the one
+// `make test` built (DROVER_BIN), else a fresh build.
 func buildPlugin(t *testing.T) string {
 	t.Helper()
+	if d := os.Getenv("DROVER_BIN"); d != "" {
+		if _, err := os.Stat(filepath.Join(d, "drover-plugin-serial")); err == nil {
+			return d
+		}
+	}
 	dir := t.TempDir()
 	cmd := exec.Command("go", "build", "-o", filepath.Join(dir, "drover-plugin-serial"), "github.com/drover-iot/drover/cmd/drover-plugin-serial")
 	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
