@@ -210,6 +210,7 @@ type flashRig struct {
 	sim  *harness.Proc
 	port string
 	dir  string
+	bus  map[string]any // extra bus keys
 	inst *host.Instance
 }
 
@@ -219,7 +220,12 @@ var mcuProfileJSON = json.RawMessage(`{"name": "e2e-mcu", "plugin": "serial",
 
 func newFlashRig(t *testing.T, simArgs ...string) *flashRig {
 	t.Helper()
-	r := &flashRig{t: t, dir: filepath.Dir(harness.Bin(t, "drover-plugin-serial"))}
+	return newFlashRigBus(t, nil, simArgs...)
+}
+
+func newFlashRigBus(t *testing.T, bus map[string]any, simArgs ...string) *flashRig {
+	t.Helper()
+	r := &flashRig{t: t, dir: filepath.Dir(harness.Bin(t, "drover-plugin-serial")), bus: bus}
 	r.sim, r.port = startSerialSim(t, append([]string{"--baud", "115200", "--buf-size", "2048", "--reset-silence", "300ms"}, simArgs...)...)
 	r.start()
 	return r
@@ -236,8 +242,12 @@ func (r *flashRig) start() {
 	}
 	t.Cleanup(inst.Close)
 	r.inst = inst
-	bus, _ := json.Marshal(map[string]any{"name": "mcu", "plugin": "serial", "port": r.port, "baud": 115200,
-		"timeout": "1s", "retries": 2, "reboot_timeout": "20s", "erase_timeout": "10s", "scan_ports": []string{}})
+	m := map[string]any{"name": "mcu", "plugin": "serial", "port": r.port, "baud": 115200,
+		"timeout": "1s", "retries": 2, "reboot_timeout": "20s", "erase_timeout": "10s", "scan_ports": []string{}}
+	for k, v := range r.bus {
+		m[k] = v
+	}
+	bus, _ := json.Marshal(m)
 	p := inst.Plugin()
 	if err := p.OpenBus(ctx, plugins.BusConfig{Name: "mcu", Config: bus}); err != nil {
 		t.Fatal(err)
@@ -375,6 +385,20 @@ func TestSerialFlash(t *testing.T) {
 		awaitLog(t, r.sim, `smpsim upload started`, 2, time.Second)
 		if v := r.firmware(); v != "1.4.0" {
 			t.Fatalf("running %s", v)
+		}
+	})
+
+	t.Run("v1-only device on the raw transport", func(t *testing.T) {
+		// The plugin starts in v2 (smp_version auto), the device refuses it
+		// with rc 13, the plugin falls back to v1; no base64, no console.
+		r := newFlashRigBus(t, map[string]any{"transport": "raw"}, "--smp-version", "v1-strict", "--transport", "raw")
+		evs, err := r.flash(harness.Context(t), r.image("1.6.0", size, false), nil)
+		if err != nil || lastPhase(evs) != "done" {
+			t.Fatalf("flash: %v; events %+v", err, evs)
+		}
+		id, err := r.inst.Plugin().Identify(harness.Context(t), "mcu-1")
+		if err != nil || id.FirmwareVersion != "1.6.0" || id.Extra["smpVersion"] != "1" {
+			t.Fatalf("identify %+v, %v: want 1.6.0 over SMP v1", id, err)
 		}
 	})
 
