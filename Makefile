@@ -1,7 +1,7 @@
 # Drover build entry points. `make test` is what CI runs.
 GO      ?= go
 BIN     := bin
-BINARIES := drover droverhub droverctl devsim drover-plugin-modbus
+BINARIES := drover droverhub droverctl devsim drover-plugin-modbus drover-plugin-serial
 PKGS    := ./...
 # Race detector is on in CI-sized runs; turn it off with RACE= for quick local loops.
 RACE    ?= -race

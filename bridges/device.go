@@ -3,7 +3,9 @@ package bridges
 import (
 	"context"
 	"log/slog"
+	"maps"
 	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -313,12 +315,45 @@ func (d *device) identifyOnce(ctx context.Context) {
 // identityPatchLocked records id and returns the patch for it, or nil when
 // reported.device already says so.
 func (d *device) identityPatchLocked(id plugins.Identity) map[string]any {
-	sec := identityJSON(id)
+	sec := deviceSection(id)
 	if equalFlat(sec, d.identity) {
 		return nil
 	}
+	patch := maps.Clone(sec)
+	for k := range d.identity {
+		if _, ok := sec[k]; !ok {
+			patch[k] = nil // an extra the device no longer reports (merge patch: delete)
+		}
+	}
 	d.identity = sec
-	return map[string]any{"device": sec}
+	return map[string]any{"device": patch}
+}
+
+// deviceSection is reported.device: the identity's four fixed keys, then
+// each of its Extra entries (an SMP device's image slots, OS and
+// bootloader info; a Modbus device's identification objects) under its own
+// name, made a valid twin key. An extra never replaces a fixed key.
+func deviceSection(id plugins.Identity) map[string]any {
+	sec := identityJSON(id)
+	for k, v := range id.Extra {
+		k = twinKey(k)
+		if _, fixed := sec[k]; fixed || k == "" {
+			continue
+		}
+		sec[k] = v
+	}
+	return sec
+}
+
+// twinKey replaces the characters a twin property name may not hold
+// ('.', '$', space, control characters) with '_'.
+func twinKey(k string) string {
+	return strings.Map(func(r rune) rune {
+		if r == '.' || r == '$' || r == ' ' || r < 0x20 || r == 0x7f {
+			return '_'
+		}
+		return r
+	}, k)
 }
 
 func identityJSON(id plugins.Identity) map[string]any {

@@ -1,8 +1,8 @@
 // Command devsim runs device simulators for tests, demos and the bench.
 //
-// Each simulator is a subcommand in its own file (modbus.go, …). A
+// Each simulator is a subcommand in its own file (modbus.go, serial.go, …). A
 // subcommand prints one line per endpoint it serves ("tcp: ADDR",
-// "rtu: /dev/pts/N", …) on stdout, then "ready", and logs to stderr.
+// "rtu: /dev/pts/N", "serial: /dev/pts/N", …) on stdout, then "ready", and logs to stderr.
 package main
 
 import (
@@ -20,13 +20,14 @@ func main() {
 	defer stop()
 	root := &cobra.Command{
 		Use:           "devsim",
-		Short:         "Device simulators: Modbus TCP/RTU/ASCII slaves",
+		Short:         "Device simulators: Modbus TCP/RTU/ASCII slaves, SMP serial microcontrollers",
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
 	// One constructor per simulator; add new ones here.
 	root.AddCommand(
 		newModbusCmd(),
+		newSerialCmd(),
 	)
 	if err := root.ExecuteContext(ctx); err != nil {
 		fmt.Fprintln(os.Stderr, "devsim:", err)

@@ -2,6 +2,7 @@ package cli
 
 import (
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -63,5 +64,39 @@ func TestConfigCheckFindsPluginsDir(t *testing.T) {
 	stdout, stderr, code = drover("config", "check", file, "--plugins", "none")
 	if code != 0 {
 		t.Errorf("--plugins none: exit %d\n%s%s", code, stdout, stderr)
+	}
+}
+
+// TestConfigCheckSerialPlugin runs config check with the real
+// drover-plugin-serial: its bus keys and profile points are checked, and
+// each problem comes out at the file and line of its key.
+func TestConfigCheckSerialPlugin(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds the serial plugin")
+	}
+	dir := t.TempDir()
+	build := exec.Command("go", "build", "-o", filepath.Join(dir, "drover-plugin-serial"), "github.com/drover-iot/drover/cmd/drover-plugin-serial")
+	build.Env = append(os.Environ(), "CGO_ENABLED=0")
+	if out, err := build.CombinedOutput(); err != nil {
+		t.Fatalf("build drover-plugin-serial: %v\n%s", err, out)
+	}
+	const file = "testdata/serial/gateway.yaml"
+	const prof = "testdata/serial/profiles/mcu-bad.yaml"
+	stdout, stderr, code := drover("config", "check", file, "--plugins", dir)
+	if code != 1 {
+		t.Fatalf("exit %d\n%s%s", code, stdout, stderr)
+	}
+	for _, want := range []string{
+		file + `:8: buses[0].smp_version: unknown value "v2" (want one of auto, 1, 2)`,
+		file + `:9: buses[0].line_pacing: not used with transport raw`,
+		prof + `:4: points[0].field: missing: the field of statistics group "app" to read`,
+		prof + `:14: points[2].writable: only setting points can be written (this is a stat point)`,
+		prof + `:16: points[3].os: unknown value "uptime"`,
+		prof + `:18: methods.reboot: the serial plugin's reboot is an SMP command`,
+		prof + `:20: identify.serial_point: no point "serial" in this profile`,
+	} {
+		if !strings.Contains(stdout, want) {
+			t.Errorf("missing %q in:\n%s", want, stdout)
+		}
 	}
 }

@@ -35,11 +35,12 @@ func demoCmd(stdout, stderr io.Writer) *cobra.Command {
 	var cfgPath, level string
 	c := &cobra.Command{
 		Use:   "demo",
-		Short: "Run the demo: localhub, simulated Modbus pumps (TCP and RTU), the Modbus plugin and the gateway",
+		Short: "Run the demo: localhub, simulated Modbus pumps (TCP and RTU) and an SMP microcontroller, the plugins and the gateway",
 		Long: `demo runs everything on this machine from configs/demo/gateway.yaml (run it from
 the repository root, as make demo does): an embedded localhub on 127.0.0.1:8883
 (MQTT) and :8443 (HTTPS), devsim serving three pumps (unit 1 on Modbus TCP
-127.0.0.1:5020, units 2 and 3 on Modbus RTU over a pseudo-terminal), and the
+127.0.0.1:5020, units 2 and 3 on Modbus RTU over a pseudo-terminal), devsim
+serial's SMP microcontroller (mcu-1) on another pseudo-terminal, and the
 gateway, whose children are provisioned through an enrollment group. State
 lives in demo-data/. Ctrl-C stops everything.`,
 		RunE: func(cmd *cobra.Command, _ []string) error {
@@ -100,6 +101,12 @@ func runDemo(ctx context.Context, cfgPath string, stdout io.Writer, log *slog.Lo
 		return err
 	}
 	defer func() { _ = sim.Process.Signal(os.Interrupt); _ = sim.Wait() }()
+	mcuLink := cfg.Bus("mcu-uart").Port
+	mcu, err := startDevsimSerial(ctx, mcuLink)
+	if err != nil {
+		return err
+	}
+	defer func() { _ = mcu.Process.Signal(os.Interrupt); _ = mcu.Wait() }()
 
 	// 4. The gateway (it starts the Modbus plugin).
 	d, err := daemon.New(daemon.Options{ConfigPath: cfgPath, Version: Version, Logger: log.With("component", "gateway"), ReportInterval: 10 * time.Second})
@@ -121,6 +128,7 @@ Drover demo is running. Ctrl-C stops everything.
 
   localhub      MQTT %s, HTTPS %s, data in %s
   devsim        pump-1 on Modbus TCP 127.0.0.1:5020 (unit 1); pump-2, pump-3 on Modbus RTU %s (units 2, 3)
+                mcu-1, an SMP microcontroller (Zephyr/MCUboot) on %s at 115200 baud
   gateway       %s, local API http://%s
 
 Operator side (another terminal, from this directory):
@@ -140,7 +148,7 @@ Technician side (works without the hub too):
   bin/drover write pump-2 setpoint=22 -c %s
 
 Live values reach the hub within a few seconds.
-`, hub.MQTTAddr(), hub.HTTPSAddr(), abs(hubDir), abs(rtuLink), demoGateway, cfg.Gateway.LocalAPI,
+`, hub.MQTTAddr(), hub.HTTPSAddr(), abs(hubDir), abs(rtuLink), abs(mcuLink), demoGateway, cfg.Gateway.LocalAPI,
 		abs(hub.OwnerConnectionStringFile()), abs(hub.CAFile()), hub.HTTPSAddr(), cfgPath, cfgPath, cfgPath, cfgPath)
 
 	select {
@@ -217,6 +225,50 @@ func startDevsim(ctx context.Context, cfg *config.Config, link string) (*exec.Cm
 		_ = cmd.Process.Kill()
 		_ = cmd.Wait()
 		return nil, fmt.Errorf("link %s to %s: %w", link, pts, err)
+	}
+	go func() {
+		<-ctx.Done()
+		_ = cmd.Process.Signal(os.Interrupt)
+	}()
+	return cmd, nil
+}
+
+// startDevsimSerial runs `devsim serial` (next to this binary): one SMP
+// microcontroller, its pseudo-terminal linked to link.
+func startDevsimSerial(ctx context.Context, link string) (*exec.Cmd, error) {
+	self, err := os.Executable()
+	if err != nil {
+		return nil, err
+	}
+	bin := filepath.Join(filepath.Dir(self), "devsim")
+	cmd := exec.Command(bin, "serial", "--name", "mcu-1", "--baud", "115200", "--log-level", "warn")
+	cmd.Stderr = os.Stderr
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		return nil, err
+	}
+	if err := cmd.Start(); err != nil {
+		return nil, fmt.Errorf("start %s serial: %w (run make build first)", bin, err)
+	}
+	stop := func(err error) (*exec.Cmd, error) {
+		_ = cmd.Process.Kill()
+		_ = cmd.Wait()
+		return nil, err
+	}
+	sc := bufio.NewScanner(out)
+	pts := ""
+	for sc.Scan() && sc.Text() != "ready" {
+		if p, ok := strings.CutPrefix(sc.Text(), "serial: "); ok {
+			pts = strings.TrimSpace(p)
+		}
+	}
+	if pts == "" {
+		return stop(errors.New("devsim serial did not start (no serial: line)"))
+	}
+	go func() { _, _ = io.Copy(io.Discard, out) }()
+	_ = os.Remove(link)
+	if err := os.Symlink(pts, link); err != nil {
+		return stop(fmt.Errorf("link %s to %s: %w", link, pts, err))
 	}
 	go func() {
 		<-ctx.Done()

@@ -31,11 +31,13 @@ func (t *tools) scanCmd() *cobra.Command {
 		Use:   "scan BUS",
 		Short: "Probe a bus for devices that answer (commissioning)",
 		Long: `Probe the addresses of a bus and print each answer as it comes. Without
---from/--to the protocol's default range is scanned (Modbus: 1..247). The
+--from/--to the protocol's default range is scanned (Modbus: 1..247; serial:
+every port, 0 being the bus's own port and 1.. those its scan_ports names). The
 gateway refuses to scan a bus it is polling unless --force is given. Ctrl-C
 stops the scan.`,
 		Example: `  drover scan rs485-1 --from 1 --to 20
-  drover scan rs485-1 --force`,
+  drover scan rs485-1 --force
+  drover scan mcu-uart --force`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			bus := args[0]
@@ -154,6 +156,9 @@ func progressText(p localapi.ScanProgress) string {
 			}
 			if id.FirmwareVersion != "" {
 				extra = append(extra, "firmware "+id.FirmwareVersion)
+			}
+			if port := id.Extra["port"]; port != "" {
+				extra = append(extra, "port "+port) // serial plugin: addresses stand for ports
 			}
 			if len(extra) > 0 {
 				s += " (" + strings.Join(extra, ", ") + ")"

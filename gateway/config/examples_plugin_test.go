@@ -6,12 +6,12 @@ import (
 	"testing"
 
 	"github.com/drover-iot/drover/plugins/modbus"
+	"github.com/drover-iot/drover/plugins/serial"
 )
 
 // TestExamplesWithPlugins runs the example gateway files through Check with
-// the real modbus plugin's validation, so the examples stay valid for the
-// plugin too (its keys, quirks, methods). No serial plugin exists yet; a
-// permissive stand-in answers for it.
+// the real modbus and serial plugins' validation, so the examples stay
+// valid for the plugins too (their keys, quirks, methods, points).
 func TestExamplesWithPlugins(t *testing.T) {
 	files, err := filepath.Glob(filepath.Join(configsDir, "gateway", "*.yaml"))
 	if err != nil || len(files) == 0 {
@@ -19,7 +19,7 @@ func TestExamplesWithPlugins(t *testing.T) {
 	}
 	validators := map[string]PluginValidator{
 		"modbus": modbus.New(modbus.Options{}),
-		"serial": &fakeValidator{},
+		"serial": serial.New(serial.Options{}),
 	}
 	for _, f := range files {
 		t.Run(filepath.Base(f), func(t *testing.T) {

@@ -237,11 +237,21 @@ func (b backend) Scan(ctx context.Context, busName string, from, to int, force b
 		return plugins.Errorf(plugins.CodeBusy, "bus %s is polling %d devices; a scan would disturb them (use --force)", busName, polled)
 	}
 	if from == 0 && to == 0 {
-		from, to = 1, 247
+		from, to = defaultScanRange(bus.Plugin)
 	}
 	p, err := d.plugin(bus.Plugin)
 	if err != nil {
 		return err
 	}
 	return p.Scan(ctx, plugins.ScanRequest{Bus: busName, From: from, To: to, Interval: 20 * time.Millisecond, Timeout: 200 * time.Millisecond}, progress)
+}
+
+// defaultScanRange is the address range a scan covers when the technician
+// names none: Modbus unit ids 1..247; for the serial plugin, whose scan
+// addresses are ports (0 the bus's own, 1.. its scan_ports), every port.
+func defaultScanRange(plugin string) (from, to int) {
+	if plugin == "serial" {
+		return 0, 255
+	}
+	return 1, 247
 }

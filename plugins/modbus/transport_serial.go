@@ -11,6 +11,8 @@ import (
 
 	gb "github.com/goburrow/modbus"
 	"github.com/tarm/serial"
+
+	"github.com/drover-iot/drover/internal/portlock"
 )
 
 // serialIO is what the transport needs from a serial line; tarm/serial's
@@ -47,7 +49,7 @@ func openTarm(b *Bus) (serialIO, error) {
 	if b.StopBits == 2 {
 		cfg.StopBits = serial.Stop2
 	}
-	lock, err := lockPort(b.Port)
+	lock, err := portlock.Lock(b.Port)
 	if err != nil {
 		return nil, err
 	}
