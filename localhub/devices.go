@@ -15,6 +15,7 @@ import (
 	"github.com/drover-iot/drover/internal/sas"
 	"github.com/drover-iot/drover/internal/twin"
 	"github.com/drover-iot/drover/localhub/broker"
+	"github.com/drover-iot/drover/localhub/metrics"
 	"github.com/drover-iot/drover/localhub/service"
 	"github.com/drover-iot/drover/localhub/store"
 )
@@ -55,6 +56,14 @@ func (d *devices) run(ctx context.Context) { <-ctx.Done() }
 // primary or secondary key (or the "device" policy), unexpired, and the
 // device must be enabled.
 func (d *devices) AuthenticateDevice(ctx context.Context, deviceID, password string) (time.Time, error) {
+	exp, err := d.authenticate(ctx, deviceID, password)
+	if err != nil {
+		d.h.metrics.AuthFailure()
+	}
+	return exp, err
+}
+
+func (d *devices) authenticate(ctx context.Context, deviceID, password string) (time.Time, error) {
 	tok, err := sas.Parse(password)
 	if err != nil {
 		return time.Time{}, err
@@ -140,6 +149,7 @@ func verifyEither(tok sas.Token, primary, secondary string, now time.Time) error
 
 // DeviceConnected implements broker.Handler.
 func (d *devices) DeviceConnected(id string) {
+	d.h.metrics.Connect()
 	now := d.h.now()
 	if err := d.h.st.SetConnectionState(context.Background(), id, true, now); err != nil {
 		d.h.log.Warn("record connection", "device", id, "error", err)
@@ -184,6 +194,7 @@ func (d *devices) touch(id string) {
 
 // Telemetry implements broker.Handler: the message is committed before the broker acknowledges it.
 func (d *devices) Telemetry(id string, msg broker.Message) error {
+	d.h.metrics.Message(metrics.KindTelemetry)
 	sys := msg.Props.System()
 	m := store.Message{
 		DeviceID: id, Enqueued: d.h.now(),
@@ -212,6 +223,7 @@ func (d *devices) Telemetry(id string, msg broker.Message) error {
 
 // TwinGet implements broker.Handler: the reply holds desired and reported with their $version.
 func (d *devices) TwinGet(id, rid string) {
+	d.h.metrics.Message(metrics.KindTwinGet)
 	d.touch(id)
 	t, err := d.h.st.GetTwin(context.Background(), id)
 	if err != nil {
@@ -231,6 +243,7 @@ func (d *devices) TwinGet(id, rid string) {
 
 // ReportedPatch implements broker.Handler.
 func (d *devices) ReportedPatch(id, rid string, body []byte) {
+	d.h.metrics.Message(metrics.KindReportedPatch)
 	d.touch(id)
 	patch, err := twin.DecodeObject(body)
 	if err != nil {
@@ -247,6 +260,7 @@ func (d *devices) ReportedPatch(id, rid string, body []byte) {
 		d.twinError(id, rid, 500, 500001, "reported patch: "+err.Error())
 		return
 	}
+	d.h.metrics.TwinUpdate("reported")
 	d.send(id, iothubtopic.TwinResponse(204, rid, v), nil)
 }
 
@@ -267,6 +281,7 @@ func (d *devices) send(id, topic string, body []byte) {
 // MethodResponse implements broker.Handler: it completes the call with that rid,
 // if it was made to this device.
 func (d *devices) MethodResponse(id, rid string, status int, body []byte) {
+	d.h.metrics.Message(metrics.KindMethodResult)
 	d.touch(id)
 	d.mu.Lock()
 	c, ok := d.pending[rid]
@@ -282,7 +297,27 @@ func (d *devices) MethodResponse(id, rid string, status int, body []byte) {
 }
 
 // InvokeMethod implements service.Sessions.
+// Each call is counted by result (ok, error_status for an answer of 400 or
+// more, not_online, timeout, error) with its time.
 func (d *devices) InvokeMethod(ctx context.Context, id, method string, payload json.RawMessage, respTimeout, connTimeout time.Duration) (int, json.RawMessage, error) {
+	start := time.Now()
+	status, body, err := d.invokeMethod(ctx, id, method, payload, respTimeout, connTimeout)
+	result := "ok"
+	switch {
+	case errors.Is(err, service.ErrDeviceNotOnline):
+		result = "not_online"
+	case errors.Is(err, service.ErrMethodTimeout):
+		result = "timeout"
+	case err != nil:
+		result = "error"
+	case status >= 400:
+		result = "error_status"
+	}
+	d.h.metrics.Method(result, time.Since(start))
+	return status, body, err
+}
+
+func (d *devices) invokeMethod(ctx context.Context, id, method string, payload json.RawMessage, respTimeout, connTimeout time.Duration) (int, json.RawMessage, error) {
 	if !d.broker.Connected(id) {
 		if connTimeout <= 0 || !d.waitConnected(ctx, id, connTimeout) {
 			return 0, nil, service.ErrDeviceNotOnline
@@ -373,6 +408,9 @@ func (d *devices) waitConnected(ctx context.Context, id string, timeout time.Dur
 
 // DesiredChanged implements service.Sessions: a connected device gets the patch with its $version.
 func (d *devices) DesiredChanged(id string, patch map[string]any, version int64) {
+	if patch != nil {
+		d.h.metrics.TwinUpdate("desired")
+	}
 	if !d.broker.Connected(id) {
 		return
 	}

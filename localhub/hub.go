@@ -25,7 +25,9 @@ import (
 	"github.com/drover-iot/drover/internal/sas"
 	"github.com/drover-iot/drover/localhub/broker"
 	"github.com/drover-iot/drover/localhub/certs"
+	"github.com/drover-iot/drover/localhub/console"
 	"github.com/drover-iot/drover/localhub/jobs"
+	"github.com/drover-iot/drover/localhub/metrics"
 	"github.com/drover-iot/drover/localhub/service"
 	"github.com/drover-iot/drover/localhub/store"
 )
@@ -59,6 +61,9 @@ type Hub struct {
 	devices *devices
 	feed    *feed
 	jobs    *jobs.Engine
+
+	metrics *metrics.Hub
+	console *console.Console
 
 	httpsAddr string
 	ready     chan struct{}
@@ -94,11 +99,17 @@ func New(opts Options) (*Hub, error) {
 	if err != nil {
 		return nil, fmt.Errorf("prepare TLS in %s: %w", opts.DataDir, err)
 	}
-	st, err := store.Open(filepath.Join(opts.DataDir, "hub.db"), store.Options{Logger: opts.Logger, Now: opts.Now, MaxTelemetry: opts.MaxTelemetry})
+	h := &Hub{opts: opts, log: opts.Logger, now: opts.Now, tlsCfg: tlsCfg, files: files, ready: make(chan struct{})}
+	h.metrics = metrics.NewHub(metrics.Sources{
+		Connected: func() int { return h.devices.ConnectedCount() },
+		JobCounts: func(ctx context.Context) (map[string]int, error) { return h.st.JobCountsByStatus(ctx) },
+		Logger:    opts.Logger.With("component", "metrics"),
+	})
+	st, err := store.Open(filepath.Join(opts.DataDir, "hub.db"), store.Options{Logger: opts.Logger, Now: opts.Now, MaxTelemetry: opts.MaxTelemetry, CommitObserved: h.metrics.ObserveCommit})
 	if err != nil {
 		return nil, err
 	}
-	h := &Hub{opts: opts, log: opts.Logger, now: opts.Now, st: st, tlsCfg: tlsCfg, files: files, ready: make(chan struct{})}
+	h.st = st
 	ctx := context.Background()
 	if err := st.EnsurePolicies(ctx); err != nil {
 		st.Close()
@@ -127,7 +138,12 @@ func New(opts Options) (*Hub, error) {
 		opts.JobClock = clock.Real{NowFunc: opts.Now}
 	}
 	h.jobs = jobs.New(jobs.Options{Store: st, Devices: h.devices, Clock: opts.JobClock, Logger: opts.Logger.With("component", "jobs")})
-	h.svc = service.New(service.Options{Hostname: opts.Hostname, Store: st, Sessions: h.devices, Feed: h.feed, Logger: opts.Logger.With("component", "rest"), Now: opts.Now, Jobs: h.jobs})
+	h.svc = service.New(service.Options{Hostname: opts.Hostname, Store: st, Sessions: h.devices, Feed: h.feed, Logger: opts.Logger.With("component", "rest"), Now: opts.Now, Jobs: h.jobs, Metrics: h.metrics})
+	h.console, err = console.New(console.Options{API: h.svc.Handler(), Hostname: opts.Hostname, Policies: st, Logger: opts.Logger.With("component", "console"), Now: opts.Now})
+	if err != nil {
+		st.Close()
+		return nil, err
+	}
 	return h, nil
 }
 
@@ -163,6 +179,9 @@ func (h *Hub) CAFile() string { return h.files.CACert }
 // Hostname is the hub's name (SAS resource URIs, MQTT usernames).
 func (h *Hub) Hostname() string { return h.opts.Hostname }
 
+// Metrics is the hub's Prometheus instruments (served at /metrics).
+func (h *Hub) Metrics() *metrics.Hub { return h.metrics }
+
 // Store exposes the database to tests and tools in this module.
 func (h *Hub) Store() *store.Store { return h.st }
 
@@ -196,6 +215,9 @@ func (h *Hub) Run(ctx context.Context) error {
 			http.Error(w, "starting", http.StatusServiceUnavailable)
 		}
 	})
+	mux.Handle("GET /metrics", h.metrics.Handler())
+	mux.Handle("/ui/", h.console.Handler())
+	mux.HandleFunc("GET /ui", func(w http.ResponseWriter, r *http.Request) { http.Redirect(w, r, "/ui/", http.StatusMovedPermanently) })
 	mux.Handle("/", h.svc.Handler())
 	srv := &http.Server{Handler: mux, TLSConfig: h.tlsCfg.Clone(), // ServeTLS edits its config (HTTP/2); the MQTT listener reads the original
 		ReadHeaderTimeout: 10 * time.Second,

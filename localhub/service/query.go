@@ -5,6 +5,7 @@ import (
 	"errors"
 	"net/http"
 	"strconv"
+	"time"
 
 	"github.com/drover-iot/drover/localhub/query"
 )
@@ -50,6 +51,8 @@ func (s *Server) query(w http.ResponseWriter, r *http.Request) error {
 		}
 		offset = n
 	}
+	start := time.Now()
+	defer func() { s.metrics.Query(time.Since(start)) }()
 	var items []any
 	switch plan.Kind {
 	case query.KindTwins:

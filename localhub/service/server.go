@@ -61,7 +61,22 @@ type Options struct {
 	Now      func() time.Time
 	// Jobs runs Jobs v2 (/jobs/v2); nil answers those routes with 501.
 	Jobs Jobs
+	// Metrics records query latency and tag writes (nil: none).
+	Metrics Observer
 }
+
+// Observer is told about what the metrics count on the REST side.
+type Observer interface {
+	// Query records one query page's server time.
+	Query(d time.Duration)
+	// TwinUpdate counts an accepted twin write to a section ("tags").
+	TwinUpdate(section string)
+}
+
+type noObserver struct{}
+
+func (noObserver) Query(time.Duration) {}
+func (noObserver) TwinUpdate(string)   {}
 
 // Server serves the REST API.
 type Server struct {
@@ -72,6 +87,7 @@ type Server struct {
 	log      *slog.Logger
 	now      func() time.Time
 	mux      *http.ServeMux
+	metrics  Observer
 
 	// Policies never change while the hub runs, so they are read once.
 	polMu    sync.Mutex
@@ -89,7 +105,10 @@ func New(o Options) *Server {
 	if o.Now == nil {
 		o.Now = time.Now
 	}
-	s := &Server{host: o.Hostname, st: o.Store, sessions: o.Sessions, feed: o.Feed, log: o.Logger, now: o.Now, mux: http.NewServeMux()}
+	if o.Metrics == nil {
+		o.Metrics = noObserver{}
+	}
+	s := &Server{host: o.Hostname, st: o.Store, sessions: o.Sessions, feed: o.Feed, log: o.Logger, now: o.Now, mux: http.NewServeMux(), metrics: o.Metrics}
 	read, write, svc := store.RegistryRead, store.RegistryWrite, store.ServiceConnect
 	s.route("PUT /devices/{id}", write, s.putDevice)
 	s.route("GET /devices/{id}", read, s.getDevice)

@@ -115,6 +115,9 @@ func (s *Server) patchTwin(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
+	if tags != nil {
+		s.metrics.TwinUpdate("tags")
+	}
 	if ch.DesiredPatch != nil {
 		s.sessions.DesiredChanged(ch.Twin.ID, ch.DesiredPatch, ch.Twin.Desired.Version)
 	}
@@ -130,6 +133,7 @@ func (s *Server) putTwin(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
+	s.metrics.TwinUpdate("tags") // PUT replaces the tags too
 	s.sessions.DesiredChanged(ch.Twin.ID, ch.DesiredPatch, ch.Twin.Desired.Version)
 	return writeJSON(w, http.StatusOK, twinJSON(ch.Twin))
 }

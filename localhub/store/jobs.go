@@ -286,6 +286,28 @@ func (s *Store) ListJobs(ctx context.Context, f JobFilter, limit, offset int) ([
 	return jobs, nil
 }
 
+// JobCountsByStatus counts Jobs v2 jobs per status (the metrics' job gauge).
+func (s *Store) JobCountsByStatus(ctx context.Context) (map[string]int, error) {
+	rows, err := s.rd.QueryContext(ctx, `SELECT status, COUNT(*) FROM jobs GROUP BY status`)
+	if err != nil {
+		return nil, fmt.Errorf("count jobs by status: %w", err)
+	}
+	defer rows.Close()
+	out := map[string]int{}
+	for rows.Next() {
+		var st string
+		var n int
+		if err := rows.Scan(&st, &n); err != nil {
+			return nil, fmt.Errorf("count jobs by status: %w", err)
+		}
+		out[st] = n
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("count jobs by status: %w", err)
+	}
+	return out, nil
+}
+
 // ActiveJobs returns the jobs that are queued, scheduled or running, oldest first.
 func (s *Store) ActiveJobs(ctx context.Context) ([]Job, error) {
 	return s.readJobs(ctx, `SELECT `+jobCols+` FROM jobs WHERE status IN (?, ?, ?) ORDER BY created, job_id`,

@@ -48,6 +48,7 @@ type Store struct {
 	// MaxTelemetry bounds the telemetry table (rows); older rows are pruned.
 	maxTelemetry int64
 	telSince     int64 // inserts since the last prune (writer goroutine only)
+	commitObs    func(time.Duration)
 }
 
 type op struct {
@@ -61,6 +62,10 @@ type Options struct {
 	Logger       *slog.Logger
 	Now          func() time.Time
 	MaxTelemetry int64 // default 100000 rows
+	// CommitObserved, when set, is told how long each write transaction's
+	// commit took (the metrics' SQLite commit latency). It runs on the writer
+	// goroutine and must be quick.
+	CommitObserved func(time.Duration)
 }
 
 // Open opens (creating when needed) the database at path and starts its writer.
@@ -94,7 +99,7 @@ func Open(path string, opts Options) (*Store, error) {
 	s := &Store{
 		rd: rd, wr: wr, log: opts.Logger, now: opts.Now,
 		ops: make(chan *op, 1024), stop: make(chan struct{}), done: make(chan struct{}),
-		maxTelemetry: opts.MaxTelemetry,
+		maxTelemetry: opts.MaxTelemetry, commitObs: opts.CommitObserved,
 	}
 	go s.writer()
 	return s, nil
@@ -204,7 +209,12 @@ func (s *Store) runBatch(batch []*op) {
 		return
 	}
 	s.pruneTelemetry(tx)
-	if err := tx.Commit(); err != nil {
+	start := time.Now()
+	err = tx.Commit()
+	if s.commitObs != nil {
+		s.commitObs(time.Since(start))
+	}
+	if err != nil {
 		for _, o := range batch {
 			o.err <- fmt.Errorf("%s: commit: %w", o.name, err)
 		}

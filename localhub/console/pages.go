@@ -1,0 +1,722 @@
+package console
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"net/url"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/drover-iot/drover/internal/serviceclient"
+	"github.com/drover-iot/drover/localhub/store"
+)
+
+// pageSize is the devices list's page length.
+const pageSize = 50
+
+// fleetView is the fleet page's data.
+type fleetView struct {
+	Total  int
+	Groups []fleetGroup
+	Error  string
+}
+
+// fleetGroup is one GROUP BY query's answer.
+type fleetGroup struct {
+	ID, Title, Path, Query string
+	Rows                   []fleetRow
+	More                   bool
+	Error                  string
+}
+
+// fleetRow is one group: its value, count and the query listing its devices.
+type fleetRow struct {
+	Label, Key string
+	Count      int
+	Link       string
+}
+
+// fleetGroups are the fleet page's breakdowns: a path to GROUP BY each.
+var fleetGroups = []struct{ id, title, path string }{
+	{"connection", "Connection to the hub", "connectionState"},
+	{"reported-connection", "Field connection (reported)", "properties.reported.connection.state"},
+	{"firmware", "Firmware status (reported)", "properties.reported.firmware.status"},
+	{"gateway", "By gateway", "deviceScope"},
+}
+
+// GroupQuery is the query the fleet page runs for a breakdown over path.
+func GroupQuery(path string) string {
+	return "SELECT " + path + " AS v, COUNT() AS n FROM devices GROUP BY " + path
+}
+
+func (c *Console) fleet(w http.ResponseWriter, r *http.Request, s *session) error {
+	v := fleetView{}
+	if !s.can(store.ServiceConnect) {
+		v.Error = "The fleet counts are queries, which need the ServiceConnect permission; policy " + s.policy + " does not have it."
+		c.render(w, http.StatusOK, "fleet", s, v)
+		return nil
+	}
+	ctx := r.Context()
+	items, _, err := s.client.Query(ctx, "SELECT COUNT() AS n FROM devices", 1, "")
+	if err != nil {
+		return fmt.Errorf("count devices: %w", err)
+	}
+	if len(items) == 1 {
+		var row struct{ N int }
+		if err := json.Unmarshal(items[0], &row); err != nil {
+			return fmt.Errorf("decode device count: %w", err)
+		}
+		v.Total = row.N
+	}
+	gateways := map[string]string{}
+	for _, g := range fleetGroups {
+		fg := fleetGroup{ID: g.id, Title: g.title, Path: g.path, Query: GroupQuery(g.path)}
+		items, next, err := s.client.Query(ctx, fg.Query, 100, "")
+		if err != nil {
+			fg.Error = message(err)
+			v.Groups = append(v.Groups, fg)
+			continue
+		}
+		fg.More = next != ""
+		for _, it := range items {
+			var row map[string]any
+			if err := json.Unmarshal(it, &row); err != nil {
+				return fmt.Errorf("decode %s group: %w", g.id, err)
+			}
+			n, _ := row["n"].(float64)
+			val, defined := row["v"]
+			fr := fleetRow{Count: int(n)}
+			switch {
+			case !defined || val == nil:
+				fr.Label, fr.Key = "(not set)", ""
+				fr.Link = "SELECT * FROM devices WHERE NOT IS_DEFINED(" + g.path + ")"
+				if defined {
+					fr.Link = "SELECT * FROM devices WHERE " + g.path + " = null"
+				}
+			default:
+				fr.Key = fmt.Sprint(val)
+				fr.Label = fr.Key
+				fr.Link = "SELECT * FROM devices WHERE " + g.path + " = " + literal(val)
+			}
+			if g.id == "gateway" {
+				fr.Label = gatewayLabel(fr.Key, gateways)
+			}
+			fg.Rows = append(fg.Rows, fr)
+		}
+		v.Groups = append(v.Groups, fg)
+	}
+	c.render(w, http.StatusOK, "fleet", s, v)
+	return nil
+}
+
+// gatewayLabel names a device scope by its gateway: "ms-azure-iot-edge://gw-1-637…" is gw-1's.
+func gatewayLabel(scope string, _ map[string]string) string {
+	if scope == "" {
+		return "(no gateway)"
+	}
+	id := strings.TrimPrefix(scope, "ms-azure-iot-edge://")
+	if i := strings.LastIndexByte(id, '-'); i > 0 {
+		if _, err := strconv.ParseUint(id[i+1:], 10, 64); err == nil {
+			id = id[:i]
+		}
+	}
+	return id
+}
+
+// literal writes a JSON value as a query literal.
+func literal(v any) string {
+	if s, ok := v.(string); ok {
+		return "'" + strings.NewReplacer(`\`, `\\`, `'`, `\'`).Replace(s) + "'"
+	}
+	b, _ := json.Marshal(v)
+	return string(b)
+}
+
+// devicesView is the devices list's data.
+type devicesView struct {
+	Query    string
+	Twins    []deviceRow
+	Columns  []string
+	Raw      [][]string
+	Err      *positionedError
+	Next     string
+	PageNo   int
+	Registry bool // listed from the registry: the policy cannot query
+}
+
+// deviceRow is one twin in the list.
+type deviceRow struct {
+	ID, Connection, Status, Parent, FieldState, Firmware string
+	Edge                                                 bool
+}
+
+// DefaultQuery is what the devices list shows first.
+const DefaultQuery = "SELECT * FROM devices"
+
+func (c *Console) deviceList(w http.ResponseWriter, r *http.Request, s *session) error {
+	q := strings.TrimSpace(r.URL.Query().Get("q"))
+	if q == "" {
+		q = DefaultQuery
+	}
+	v := devicesView{Query: q, PageNo: 1}
+	if n, err := strconv.Atoi(r.URL.Query().Get("p")); err == nil && n > 1 {
+		v.PageNo = n
+	}
+	if !s.can(store.ServiceConnect) {
+		return c.registryList(w, r, s, v)
+	}
+	full := q
+	if !strings.HasPrefix(strings.ToUpper(q), "SELECT") {
+		full = "SELECT * FROM devices WHERE " + q // a bare condition is a WHERE clause
+	}
+	items, next, err := s.client.Query(r.Context(), full, pageSize, r.URL.Query().Get("c"))
+	if err != nil {
+		var ae *serviceclient.APIError
+		if errors.As(err, &ae) && ae.Status == http.StatusBadRequest {
+			v.Query = full
+			v.Err = positionError(full, err)
+			c.render(w, http.StatusBadRequest, "devices", s, v)
+			return nil
+		}
+		return fmt.Errorf("run query: %w", err)
+	}
+	v.Next = next
+	rows := make([]map[string]any, 0, len(items))
+	isTwin := len(items) > 0
+	for _, it := range items {
+		var m map[string]any
+		if err := json.Unmarshal(it, &m); err != nil {
+			return fmt.Errorf("decode query item: %w", err)
+		}
+		_, hasID := m["deviceId"]
+		_, hasProps := m["properties"]
+		isTwin = isTwin && hasID && hasProps
+		rows = append(rows, m)
+	}
+	if isTwin {
+		for _, m := range rows {
+			v.Twins = append(v.Twins, twinRow(m))
+		}
+	} else {
+		v.Columns, v.Raw = rawTable(rows)
+	}
+	c.render(w, http.StatusOK, "devices", s, v)
+	return nil
+}
+
+func twinRow(m map[string]any) deviceRow {
+	row := deviceRow{
+		ID: lookupString(m, "deviceId"), Connection: lookupString(m, "connectionState"), Status: lookupString(m, "status"),
+		FieldState: lookupString(m, "properties", "reported", "connection", "state"),
+		Firmware:   lookupString(m, "properties", "reported", "firmware", "status"),
+	}
+	if e, ok := lookup(m, "capabilities", "iotEdge"); ok && e == true {
+		row.Edge = true
+	}
+	if ps, ok := m["parentScopes"].([]any); ok && len(ps) > 0 {
+		if p, ok := ps[0].(string); ok {
+			row.Parent = gatewayLabel(p, nil)
+		}
+	}
+	return row
+}
+
+// rawTable lays out projection or aggregate rows: one column per name seen.
+func rawTable(rows []map[string]any) ([]string, [][]string) {
+	seen := map[string]bool{}
+	var cols []string
+	for _, m := range rows {
+		for k := range m {
+			if !seen[k] {
+				seen[k] = true
+				cols = append(cols, k)
+			}
+		}
+	}
+	sort.Strings(cols)
+	out := make([][]string, 0, len(rows))
+	for _, m := range rows {
+		line := make([]string, len(cols))
+		for i, k := range cols {
+			if x, ok := m[k]; ok {
+				if str, ok := x.(string); ok {
+					line[i] = str
+				} else {
+					b, _ := json.Marshal(x)
+					line[i] = string(b)
+				}
+			}
+		}
+		out = append(out, line)
+	}
+	return cols, out
+}
+
+// registryList lists identities for a policy that can read the registry but not query.
+func (c *Console) registryList(w http.ResponseWriter, r *http.Request, s *session, v devicesView) error {
+	v.Registry = true
+	v.Query = ""
+	devs, err := s.client.ListDevices(r.Context(), 1000)
+	if err != nil {
+		return fmt.Errorf("list devices: %w", err)
+	}
+	for _, d := range devs {
+		row := deviceRow{ID: d.DeviceID, Connection: d.ConnectionState, Status: d.Status, Edge: d.IsEdge()}
+		if len(d.ParentScopes) > 0 {
+			row.Parent = gatewayLabel(d.ParentScopes[0], nil)
+		}
+		v.Twins = append(v.Twins, row)
+	}
+	c.render(w, http.StatusOK, "devices", s, v)
+	return nil
+}
+
+// deviceView is the device page's data.
+type deviceView struct {
+	ID       string
+	Identity *serviceclient.Device
+	Twin     *serviceclient.Twin
+	Parent   string
+
+	TagsJSON, DesiredJSON             string
+	DesiredVersion, ReportedVersion   int64
+	Desired, Reported                 []node
+	Jobs                              []serviceclient.DeviceJob
+	JobsError, TwinError, IdentityErr string
+
+	Saved    string // section saved by the last form, shown once
+	Conflict *conflictView
+	Problem  string // a refused edit: what the API said
+	Edit     editForm
+	Method   methodForm
+	Answer   *methodAnswer
+}
+
+// editForm is the twin edit form, refilled after a refusal.
+type editForm struct{ Section, Patch string }
+
+// methodForm is the direct method form.
+type methodForm struct {
+	Name, Payload string
+	Timeout       int
+}
+
+// methodAnswer is a direct method's result.
+type methodAnswer struct {
+	Name    string
+	Status  int
+	Payload string
+	Error   string
+}
+
+// conflictView explains a refused edit whose etag was stale.
+type conflictView struct{ YourEtag, CurrentEtag string }
+
+func (c *Console) device(w http.ResponseWriter, r *http.Request, s *session) error {
+	v := &deviceView{ID: r.PathValue("id"), Saved: r.URL.Query().Get("saved"), Method: methodForm{Timeout: 30}}
+	if err := c.loadDevice(r, s, v); err != nil {
+		return err
+	}
+	c.render(w, http.StatusOK, "device", s, v)
+	return nil
+}
+
+// loadDevice reads what the policy may read about the device. A device that
+// does not exist is an error; a section the policy may not read says so.
+func (c *Console) loadDevice(r *http.Request, s *session, v *deviceView) error {
+	ctx := r.Context()
+	id := v.ID
+	if s.can(store.RegistryRead) {
+		d, err := s.client.GetDevice(ctx, id)
+		if err != nil {
+			return fmt.Errorf("read device %s: %w", id, err)
+		}
+		v.Identity = d
+		if len(d.ParentScopes) > 0 {
+			v.Parent = gatewayLabel(d.ParentScopes[0], nil)
+		}
+	} else {
+		v.IdentityErr = "Reading the identity needs RegistryRead."
+	}
+	if !s.can(store.ServiceConnect) {
+		v.TwinError = "Reading the twin needs ServiceConnect."
+		return nil
+	}
+	t, err := s.client.GetTwin(ctx, id)
+	if err != nil {
+		return fmt.Errorf("read twin of %s: %w", id, err)
+	}
+	v.Twin = t
+	if len(t.ParentScopes) > 0 {
+		v.Parent = gatewayLabel(t.ParentScopes[0], nil)
+	}
+	v.TagsJSON = pretty(t.Tags)
+	v.DesiredJSON = pretty(withoutMeta(t.Properties.Desired))
+	v.DesiredVersion = version(t.Properties.Desired)
+	v.ReportedVersion = version(t.Properties.Reported)
+	v.Desired = tree(withoutMeta(t.Properties.Desired))
+	v.Reported = tree(withoutMeta(t.Properties.Reported))
+	items, _, err := s.client.Query(ctx, "SELECT * FROM devices.jobs WHERE deviceId = "+literal(id), 20, "")
+	if err != nil {
+		v.JobsError = message(err)
+		return nil
+	}
+	for _, it := range items {
+		var dj serviceclient.DeviceJob
+		if err := json.Unmarshal(it, &dj); err != nil {
+			return fmt.Errorf("decode job record: %w", err)
+		}
+		v.Jobs = append(v.Jobs, dj)
+	}
+	return nil
+}
+
+func withoutMeta(m map[string]any) map[string]any {
+	out := make(map[string]any, len(m))
+	for k, x := range m {
+		if k != "$metadata" && k != "$version" {
+			out[k] = x
+		}
+	}
+	return out
+}
+
+func version(m map[string]any) int64 {
+	f, _ := m["$version"].(float64)
+	return int64(f)
+}
+
+func pretty(v any) string {
+	if v == nil {
+		return "{}"
+	}
+	b, err := json.MarshalIndent(v, "", "  ")
+	if err != nil {
+		return "{}"
+	}
+	return string(b)
+}
+
+// decodePatch reads a form's JSON object (a merge patch: null deletes).
+func decodePatch(field, s string) (map[string]any, error) {
+	var m map[string]any
+	if err := json.Unmarshal([]byte(s), &m); err != nil {
+		return nil, badInput("%s: not a JSON object: %v", field, err)
+	}
+	if m == nil {
+		return nil, badInput("%s: not a JSON object", field)
+	}
+	return m, nil
+}
+
+func (c *Console) editTwin(w http.ResponseWriter, r *http.Request, s *session) error {
+	id := r.PathValue("id")
+	section, patchText, etag := r.PostForm.Get("section"), r.PostForm.Get("patch"), r.PostForm.Get("etag")
+	var patch serviceclient.Twin
+	m, err := decodePatch("patch", patchText)
+	switch {
+	case err != nil:
+	case section == "tags":
+		patch.Tags = m
+	case section == "desired":
+		patch.Properties.Desired = m
+	default:
+		err = badInput("section %q: want tags or desired", section)
+	}
+	if err == nil {
+		_, err = s.client.UpdateTwin(r.Context(), id, patch, etag)
+		if err == nil {
+			http.Redirect(w, r, "/ui/devices/"+pathEscape(id)+"?saved="+section, http.StatusSeeOther)
+			return nil
+		}
+	}
+	status := statusOf(err)
+	if status == http.StatusForbidden || status == http.StatusUnauthorized || status == http.StatusNotFound || status >= 500 {
+		return err
+	}
+	v := &deviceView{ID: id, Edit: editForm{Section: section, Patch: patchText}, Method: methodForm{Timeout: 30}}
+	if lerr := c.loadDevice(r, s, v); lerr != nil {
+		return lerr
+	}
+	if errors.Is(err, serviceclient.ErrPreconditionFailed) {
+		v.Conflict = &conflictView{YourEtag: etag}
+		if v.Twin != nil {
+			v.Conflict.CurrentEtag = v.Twin.ETag
+		}
+	} else {
+		v.Problem = message(err)
+	}
+	c.render(w, status, "device", s, v)
+	return nil
+}
+
+func (c *Console) invoke(w http.ResponseWriter, r *http.Request, s *session) error {
+	id := r.PathValue("id")
+	f := methodForm{Name: strings.TrimSpace(r.PostForm.Get("method")), Payload: r.PostForm.Get("payload"), Timeout: 30}
+	if t := r.PostForm.Get("timeout"); t != "" {
+		n, err := strconv.Atoi(t)
+		if err != nil {
+			return badInput("timeout %q: not a whole number of seconds", t)
+		}
+		f.Timeout = n
+	}
+	payload := json.RawMessage("null")
+	if strings.TrimSpace(f.Payload) != "" {
+		if !json.Valid([]byte(f.Payload)) {
+			return badInput("payload: not valid JSON")
+		}
+		payload = json.RawMessage(f.Payload)
+	}
+	ans := &methodAnswer{Name: f.Name}
+	status := http.StatusOK
+	resp, err := s.client.InvokeMethod(r.Context(), id, serviceclient.MethodRequest{MethodName: f.Name, Payload: payload, ResponseTimeoutInSeconds: f.Timeout})
+	if err != nil {
+		status = statusOf(err)
+		if status == http.StatusForbidden || status == http.StatusUnauthorized {
+			return err
+		}
+		ans.Error = message(err)
+	} else {
+		ans.Status = resp.Status
+		ans.Payload = pretty(resp.Payload)
+	}
+	v := &deviceView{ID: id, Method: f, Answer: ans}
+	if err := c.loadDevice(r, s, v); err != nil {
+		return err
+	}
+	c.render(w, status, "device", s, v)
+	return nil
+}
+
+// events relays the device's telemetry from the hub's event stream to the
+// browser as server-sent events, one "data:" line of JSON per message.
+func (c *Console) events(w http.ResponseWriter, r *http.Request, s *session) error {
+	var from int64
+	if id := r.Header.Get("Last-Event-ID"); id != "" {
+		if n, err := strconv.ParseInt(id, 10, 64); err == nil {
+			from = n + 1
+		}
+	}
+	st, err := s.client.Events(r.Context(), r.PathValue("id"), from)
+	if err != nil {
+		return fmt.Errorf("open event stream: %w", err)
+	}
+	defer st.Close()
+	rc := http.NewResponseController(w)
+	w.Header().Set("Content-Type", "text/event-stream")
+	w.WriteHeader(http.StatusOK)
+	_, _ = fmt.Fprint(w, ": stream open\n\n")
+	if err := rc.Flush(); err != nil {
+		return nil
+	}
+	for {
+		ev, err := st.Next()
+		if err != nil {
+			return nil // the browser left or the hub stopped: EventSource reconnects
+		}
+		body, _ := ev.BodyBytes()
+		line, _ := json.Marshal(map[string]any{"seq": ev.Seq, "time": ev.EnqueuedTime, "body": string(body)})
+		if _, err := fmt.Fprintf(w, "id: %d\ndata: %s\n\n", ev.Seq, line); err != nil {
+			return nil
+		}
+		if err := rc.Flush(); err != nil {
+			return nil
+		}
+	}
+}
+
+// jobsView is the jobs page's data.
+type jobsView struct {
+	Jobs    []serviceclient.Job
+	Form    jobForm
+	Problem string
+}
+
+// jobForm is the create-job form, refilled after a refusal.
+type jobForm struct {
+	ID, Type, Condition, Tags, Desired, Method, Payload string
+	Timeout, Rate, AbortMin                             int
+	AbortPercent                                        string
+}
+
+func (c *Console) jobList(w http.ResponseWriter, r *http.Request, s *session) error {
+	v := jobsView{Form: jobForm{ID: "job-" + c.now().UTC().Format("20060102-150405"), Type: "twin", Condition: r.URL.Query().Get("condition"), Timeout: 30}}
+	return c.renderJobs(w, r, s, v, http.StatusOK)
+}
+
+func (c *Console) renderJobs(w http.ResponseWriter, r *http.Request, s *session, v jobsView, status int) error {
+	if s.can(store.ServiceConnect) {
+		jobs, err := s.client.ListJobs(r.Context(), "", "")
+		if err != nil {
+			return fmt.Errorf("list jobs: %w", err)
+		}
+		// Newest first: an operator looks for the job just started.
+		for i, j := 0, len(jobs)-1; i < j; i, j = i+1, j-1 {
+			jobs[i], jobs[j] = jobs[j], jobs[i]
+		}
+		v.Jobs = jobs
+	} else {
+		v.Problem = "Jobs need the ServiceConnect permission; policy " + s.policy + " does not have it."
+	}
+	c.render(w, status, "jobs", s, v)
+	return nil
+}
+
+func (c *Console) createJob(w http.ResponseWriter, r *http.Request, s *session) error {
+	f := jobForm{
+		ID: strings.TrimSpace(r.PostForm.Get("id")), Type: r.PostForm.Get("type"), Condition: strings.TrimSpace(r.PostForm.Get("condition")),
+		Tags: r.PostForm.Get("tags"), Desired: r.PostForm.Get("desired"), Method: strings.TrimSpace(r.PostForm.Get("method")),
+		Payload: r.PostForm.Get("payload"), AbortPercent: strings.TrimSpace(r.PostForm.Get("abort")),
+	}
+	req, err := buildJob(r, &f)
+	if err == nil {
+		_, err = s.client.CreateJob(r.Context(), req)
+	}
+	if err == nil {
+		http.Redirect(w, r, "/ui/jobs/"+pathEscape(f.ID), http.StatusSeeOther)
+		return nil
+	}
+	status := statusOf(err)
+	if status == http.StatusForbidden || status == http.StatusUnauthorized || status >= 500 {
+		return err
+	}
+	return c.renderJobs(w, r, s, jobsView{Form: f, Problem: message(err)}, status)
+}
+
+// buildJob turns the form into a Jobs v2 request; the API validates the rest.
+func buildJob(r *http.Request, f *jobForm) (serviceclient.JobRequest, error) {
+	atoi := func(name string, def int) (int, error) {
+		t := strings.TrimSpace(r.PostForm.Get(name))
+		if t == "" {
+			return def, nil
+		}
+		n, err := strconv.Atoi(t)
+		if err != nil {
+			return 0, badInput("%s %q: not a whole number", name, t)
+		}
+		return n, nil
+	}
+	var err error
+	if f.Timeout, err = atoi("timeout", 30); err != nil {
+		return serviceclient.JobRequest{}, err
+	}
+	if f.Rate, err = atoi("rate", 0); err != nil {
+		return serviceclient.JobRequest{}, err
+	}
+	if f.AbortMin, err = atoi("abortMin", 0); err != nil {
+		return serviceclient.JobRequest{}, err
+	}
+	if f.ID == "" {
+		return serviceclient.JobRequest{}, badInput("job id is required")
+	}
+	if f.Condition == "" {
+		f.Condition = "*"
+	}
+	req := serviceclient.JobRequest{JobID: f.ID, QueryCondition: f.Condition}
+	switch f.Type {
+	case "twin":
+		req.Type = "scheduleUpdateTwin"
+		p := &serviceclient.JobTwinPatch{}
+		if strings.TrimSpace(f.Tags) != "" {
+			if _, err := decodePatch("tags", f.Tags); err != nil {
+				return req, err
+			}
+			p.Tags = json.RawMessage(f.Tags)
+		}
+		if strings.TrimSpace(f.Desired) != "" {
+			if _, err := decodePatch("desired", f.Desired); err != nil {
+				return req, err
+			}
+			p.Properties = &serviceclient.JobTwinPatchDesired{Desired: json.RawMessage(f.Desired)}
+		}
+		if p.Tags == nil && p.Properties == nil {
+			return req, badInput("a twin update job needs tags or desired properties")
+		}
+		req.UpdateTwin = p
+	case "method":
+		req.Type = "scheduleDeviceMethod"
+		payload := json.RawMessage("null")
+		if strings.TrimSpace(f.Payload) != "" {
+			if !json.Valid([]byte(f.Payload)) {
+				return req, badInput("payload: not valid JSON")
+			}
+			payload = json.RawMessage(f.Payload)
+		}
+		req.CloudToDeviceMethod = &serviceclient.MethodRequest{MethodName: f.Method, Payload: payload, ResponseTimeoutInSeconds: f.Timeout}
+	default:
+		return req, badInput("type %q: want twin or method", f.Type)
+	}
+	if f.Rate > 0 {
+		req.Rollout = &serviceclient.JobRollout{Type: serviceclient.RolloutConstant, DevicesPerMinute: f.Rate}
+	}
+	if f.AbortPercent != "" {
+		p, err := strconv.ParseFloat(strings.TrimSuffix(f.AbortPercent, "%"), 64)
+		if err != nil {
+			return req, badInput("abort threshold %q: not a percentage", f.AbortPercent)
+		}
+		req.Abort = &serviceclient.JobAbort{FailureThresholdPercent: p, MinDevices: f.AbortMin}
+	}
+	return req, nil
+}
+
+// jobView is the job page's data.
+type jobView struct {
+	Job     *serviceclient.Job
+	Devices []serviceclient.DeviceJob
+	Done    bool
+	Elapsed string
+}
+
+func (c *Console) job(w http.ResponseWriter, r *http.Request, s *session) error {
+	id := r.PathValue("id")
+	j, err := s.client.GetJob(r.Context(), id)
+	if err != nil {
+		return fmt.Errorf("read job %s: %w", id, err)
+	}
+	// The first 100 records: the counts above cover the rest.
+	items, _, err := s.client.Query(r.Context(), "SELECT * FROM devices.jobs WHERE devices.jobs.jobId = "+literal(id), 100, "")
+	if err != nil {
+		return fmt.Errorf("read device records of job %s: %w", id, err)
+	}
+	devs := make([]serviceclient.DeviceJob, 0, len(items))
+	for _, it := range items {
+		var dj serviceclient.DeviceJob
+		if err := json.Unmarshal(it, &dj); err != nil {
+			return fmt.Errorf("decode device record of job %s: %w", id, err)
+		}
+		devs = append(devs, dj)
+	}
+	v := jobView{Job: j, Devices: devs, Done: j.Done()}
+	if st, err := time.Parse(time.RFC3339, j.StartTime); err == nil {
+		end := c.now()
+		if et, err := time.Parse(time.RFC3339, j.EndTime); err == nil && v.Done {
+			end = et
+		}
+		if d := end.Sub(st); d >= 0 {
+			v.Elapsed = d.Round(100 * time.Millisecond).String()
+		}
+	}
+	c.render(w, http.StatusOK, "job", s, v)
+	return nil
+}
+
+func (c *Console) cancelJob(w http.ResponseWriter, r *http.Request, s *session) error {
+	id := r.PathValue("id")
+	if _, err := s.client.CancelJob(r.Context(), id); err != nil {
+		return fmt.Errorf("cancel job %s: %w", id, err)
+	}
+	http.Redirect(w, r, "/ui/jobs/"+pathEscape(id), http.StatusSeeOther)
+	return nil
+}
+
+// pathEscape escapes one path segment.
+func pathEscape(s string) string { return url.PathEscape(s) }
+
+func (c *Console) firmware(w http.ResponseWriter, r *http.Request, s *session) error {
+	c.render(w, http.StatusOK, "firmware", s, nil)
+	return nil
+}
