@@ -8,6 +8,7 @@
     if (hint) hint.hidden = false;
     var body = table.querySelector("tbody");
     var es = new EventSource(table.dataset.src);
+    es.onopen = function () { table.dataset.open = "true"; };
     es.onmessage = function (e) {
       var m = JSON.parse(e.data);
       var tr = document.createElement("tr");
