@@ -23,6 +23,7 @@ import (
 	"github.com/drover-iot/drover/gateway/config"
 	"github.com/drover-iot/drover/gateway/jobs"
 	"github.com/drover-iot/drover/gateway/localapi"
+	"github.com/drover-iot/drover/gateway/metrics"
 	"github.com/drover-iot/drover/gateway/outbox"
 	"github.com/drover-iot/drover/gateway/twincache"
 	"github.com/drover-iot/drover/gateway/upstream"
@@ -280,7 +281,8 @@ func (d *Daemon) Run(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	api, err := localapi.New(localapi.Options{Addr: cfg.Gateway.LocalAPI, Backend: backend{d}, Token: token, Logger: d.log.With("component", "localapi"), Now: d.now})
+	api, err := localapi.New(localapi.Options{Addr: cfg.Gateway.LocalAPI, Backend: backend{d}, Token: token, Logger: d.log.With("component", "localapi"), Now: d.now,
+		Metrics: metrics.NewHandler(metricsSource{d}, d.log.With("component", "metrics"))})
 	if err != nil {
 		return err
 	}

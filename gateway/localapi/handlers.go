@@ -46,6 +46,9 @@ func (s *Server) routes() *http.ServeMux {
 		{"GET", "/v1/jobs", s.jobs, false},
 		{"GET", "/v1/jobs/{id}", s.job, false},
 	}
+	if s.opts.Metrics != nil {
+		rs = append(rs, route{"GET", "/metrics", s.opts.Metrics.ServeHTTP, false})
+	}
 	for _, r := range rs {
 		mux.Handle(r.method+" "+r.path, s.logged(s.auth(r.h, r.mutating), r.mutating))
 		allow := r.method

@@ -43,6 +43,10 @@ type Options struct {
 	ShutdownTimeout time.Duration
 	// Now is the clock stamped on status and device lists; time.Now when nil.
 	Now func() time.Time
+	// Metrics, when set, is served at GET /metrics (Prometheus text format),
+	// under the same rule as the other reads: open on loopback, the bearer
+	// token otherwise.
+	Metrics http.Handler
 }
 
 // Server is the local API server. New builds it; Run serves.
