@@ -102,13 +102,17 @@ func count(t *testing.T, ctx context.Context, sel string) int {
 }
 
 // visible waits until sel is visible.
-func visible(sel string) chromedp.Action[chromedp.Void] { return chromedp.WaitVisible(chromedp.CSS(sel)) }
+func visible(sel string) chromedp.Action[chromedp.Void] {
+	return chromedp.WaitVisible(chromedp.CSS(sel))
+}
 
 // click clicks sel.
 func click(sel string) chromedp.Action[chromedp.Void] { return chromedp.Click(chromedp.CSS(sel)) }
 
 // set sets the value of the form field sel.
-func set(sel, v string) chromedp.Action[chromedp.Void] { return chromedp.SetValue(chromedp.CSS(sel), v) }
+func set(sel, v string) chromedp.Action[chromedp.Void] {
+	return chromedp.SetValue(chromedp.CSS(sel), v)
+}
 
 // screenshot saves a full-page PNG into DROVER_SCREENSHOTS (the docs' images) when set.
 func screenshot(t *testing.T, ctx context.Context, name string) {

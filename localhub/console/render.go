@@ -143,10 +143,10 @@ var queryErrorAt = regexp.MustCompile(`\bat (\d+):`)
 
 // positionedError splits q at the offset an error names, for showing a marker there.
 type positionedError struct {
-	Message             string
-	Before, At, After   string
-	HasPosition         bool
-	Offset              int
+	Message           string
+	Before, At, After string
+	HasPosition       bool
+	Offset            int
 }
 
 func positionError(q string, err error) *positionedError {

@@ -114,6 +114,19 @@ CREATE INDEX IF NOT EXISTS devices_reported_status_group ON devices(
 	(CASE json_type(reported, '$.status') WHEN 'null' THEN 0 WHEN 'true' THEN 1 WHEN 'false' THEN 1 WHEN 'integer' THEN 2 WHEN 'real' THEN 2 WHEN 'text' THEN 3 WHEN 'array' THEN 4 WHEN 'object' THEN 5 END),
 	json_extract(reported, '$.status'));
 
+-- The console's fleet page (localhub/console) groups every twin by these
+-- four paths on each view; without these indexes it takes 0.6 s over
+-- 100,000 twins (docs/benchmarks.md, "Console"). Each json index costs one
+-- json_extract per reported-properties write.
+CREATE INDEX IF NOT EXISTS devices_connection_state ON devices(connection_state);
+CREATE INDEX IF NOT EXISTS devices_device_scope ON devices(device_scope);
+CREATE INDEX IF NOT EXISTS devices_reported_connection_state_group ON devices(
+	(CASE json_type(reported, '$.connection.state') WHEN 'null' THEN 0 WHEN 'true' THEN 1 WHEN 'false' THEN 1 WHEN 'integer' THEN 2 WHEN 'real' THEN 2 WHEN 'text' THEN 3 WHEN 'array' THEN 4 WHEN 'object' THEN 5 END),
+	json_extract(reported, '$.connection.state'));
+CREATE INDEX IF NOT EXISTS devices_reported_firmware_status_group ON devices(
+	(CASE json_type(reported, '$.firmware.status') WHEN 'null' THEN 0 WHEN 'true' THEN 1 WHEN 'false' THEN 1 WHEN 'integer' THEN 2 WHEN 'real' THEN 2 WHEN 'text' THEN 3 WHEN 'array' THEN 4 WHEN 'object' THEN 5 END),
+	json_extract(reported, '$.firmware.status'));
+
 -- Jobs v2 (localhub/jobs): scheduled twin updates and direct method calls
 -- over a query condition. The device set is snapshotted into jobs_devices
 -- when a job starts, so a restarted hub continues where it was and never
