@@ -111,14 +111,19 @@ type collector struct {
 	log *slog.Logger
 }
 
-// NewHandler serves the gateway's metrics (and the Go runtime's and the
-// process's) in the Prometheus text format.
-func NewHandler(src Source, log *slog.Logger) http.Handler {
+// NewCollector is the gateway's collector over src: one snapshot per scrape.
+func NewCollector(src Source, log *slog.Logger) prometheus.Collector {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
+	return &collector{src: src, log: log}
+}
+
+// NewHandler serves the gateway's metrics (and the Go runtime's and the
+// process's) in the Prometheus text format.
+func NewHandler(src Source, log *slog.Logger) http.Handler {
 	reg := prometheus.NewRegistry()
-	reg.MustRegister(&collector{src: src, log: log}, collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	reg.MustRegister(NewCollector(src, log), collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg})
 }
 
