@@ -697,7 +697,7 @@ func (c *Console) job(w http.ResponseWriter, r *http.Request, s *session) error 
 			end = et
 		}
 		if d := end.Sub(st); d >= 0 {
-			v.Elapsed = d.Round(100 * time.Millisecond).String()
+			v.Elapsed = d.Round(time.Millisecond).String()
 		}
 	}
 	c.render(w, http.StatusOK, "job", s, v)
