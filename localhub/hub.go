@@ -25,7 +25,6 @@ import (
 	"github.com/drover-iot/drover/internal/sas"
 	"github.com/drover-iot/drover/localhub/broker"
 	"github.com/drover-iot/drover/localhub/certs"
-	"github.com/drover-iot/drover/localhub/console"
 	"github.com/drover-iot/drover/localhub/jobs"
 	"github.com/drover-iot/drover/localhub/metrics"
 	"github.com/drover-iot/drover/localhub/service"
@@ -45,7 +44,17 @@ type Options struct {
 	// JobClock drives Jobs v2 start times, rollouts and deadlines
 	// (default: real time read through Now).
 	JobClock clock.Clock
+	// UI, when set, builds the operator's console served under /ui/ from the
+	// REST API's handler (droverhub sets console.ForHub). It is a hook rather
+	// than an import so that binaries embedding a hub without a console (the
+	// gateway's demo) do not carry the console (measured: 3 MB of code,
+	// 4 MB of the gateway's RSS; docs/benchmarks.md).
+	UI UIFactory
 }
+
+// UIFactory builds a web UI over the hub's REST API handler; st gives the
+// shared access policies.
+type UIFactory func(api http.Handler, hostname string, st *store.Store, log *slog.Logger, now func() time.Time) (http.Handler, error)
 
 // Hub is a running localhub.
 type Hub struct {
@@ -63,7 +72,7 @@ type Hub struct {
 	jobs    *jobs.Engine
 
 	metrics *metrics.Hub
-	console *console.Console
+	ui      http.Handler // nil: no console
 
 	httpsAddr string
 	ready     chan struct{}
@@ -139,10 +148,11 @@ func New(opts Options) (*Hub, error) {
 	}
 	h.jobs = jobs.New(jobs.Options{Store: st, Devices: h.devices, Clock: opts.JobClock, Logger: opts.Logger.With("component", "jobs")})
 	h.svc = service.New(service.Options{Hostname: opts.Hostname, Store: st, Sessions: h.devices, Feed: h.feed, Logger: opts.Logger.With("component", "rest"), Now: opts.Now, Jobs: h.jobs, Metrics: h.metrics})
-	h.console, err = console.New(console.Options{API: h.svc.Handler(), Hostname: opts.Hostname, Policies: st, Logger: opts.Logger.With("component", "console"), Now: opts.Now})
-	if err != nil {
-		st.Close()
-		return nil, err
+	if opts.UI != nil {
+		if h.ui, err = opts.UI(h.svc.Handler(), opts.Hostname, st, opts.Logger.With("component", "console"), opts.Now); err != nil {
+			st.Close()
+			return nil, fmt.Errorf("build console: %w", err)
+		}
 	}
 	return h, nil
 }
@@ -216,8 +226,10 @@ func (h *Hub) Run(ctx context.Context) error {
 		}
 	})
 	mux.Handle("GET /metrics", h.metrics.Handler())
-	mux.Handle("/ui/", h.console.Handler())
-	mux.HandleFunc("GET /ui", func(w http.ResponseWriter, r *http.Request) { http.Redirect(w, r, "/ui/", http.StatusMovedPermanently) })
+	if h.ui != nil {
+		mux.Handle("/ui/", h.ui)
+		mux.HandleFunc("GET /ui", func(w http.ResponseWriter, r *http.Request) { http.Redirect(w, r, "/ui/", http.StatusMovedPermanently) })
+	}
 	mux.Handle("/", h.svc.Handler())
 	srv := &http.Server{Handler: mux, TLSConfig: h.tlsCfg.Clone(), // ServeTLS edits its config (HTTP/2); the MQTT listener reads the original
 		ReadHeaderTimeout: 10 * time.Second,

@@ -139,6 +139,15 @@ func New(o Options) (*Console, error) {
 	return c, nil
 }
 
+// ForHub builds the console for a hub: localhub.Options.UI's factory.
+func ForHub(api http.Handler, hostname string, st *store.Store, log *slog.Logger, now func() time.Time) (http.Handler, error) {
+	c, err := New(Options{API: api, Hostname: hostname, Policies: st, Logger: log, Now: now})
+	if err != nil {
+		return nil, err
+	}
+	return c.Handler(), nil
+}
+
 // Handler serves /ui/.
 func (c *Console) Handler() http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {

@@ -12,6 +12,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/drover-iot/drover/localhub"
+	"github.com/drover-iot/drover/localhub/console"
 )
 
 // Main runs droverhub with args and returns the exit code.
@@ -45,6 +46,7 @@ func serveCmd(stdout, stderr io.Writer) *cobra.Command {
 				return fmt.Errorf("--log-level %q: %w", level, err)
 			}
 			o.Logger = slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: lv}))
+			o.UI = console.ForHub
 			h, err := localhub.New(o)
 			if err != nil {
 				return err

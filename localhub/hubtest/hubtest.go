@@ -20,6 +20,7 @@ import (
 	"github.com/drover-iot/drover/internal/sas"
 	"github.com/drover-iot/drover/localhub"
 	"github.com/drover-iot/drover/localhub/certs"
+	"github.com/drover-iot/drover/localhub/console"
 	"github.com/drover-iot/drover/localhub/store"
 )
 
@@ -70,7 +71,7 @@ func StartWith(t testing.TB, o Options) *Env {
 	if o.HTTPSAddr == "" {
 		o.HTTPSAddr = "127.0.0.1:0"
 	}
-	h, err := localhub.New(localhub.Options{DataDir: o.DataDir, Hostname: "localhost", MQTTAddr: o.MQTTAddr, HTTPSAddr: o.HTTPSAddr, Logger: o.Logger, Now: o.Now})
+	h, err := localhub.New(localhub.Options{DataDir: o.DataDir, Hostname: "localhost", MQTTAddr: o.MQTTAddr, HTTPSAddr: o.HTTPSAddr, Logger: o.Logger, Now: o.Now, UI: console.ForHub})
 	if err != nil {
 		t.Fatalf("start hub: %v", err)
 	}
