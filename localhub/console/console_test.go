@@ -2,8 +2,11 @@ package console_test
 
 import (
 	"context"
+	"fmt"
+	"html"
 	"net/http"
 	"net/url"
+	"regexp"
 	"strings"
 	"testing"
 )
@@ -123,4 +126,26 @@ func TestConsoleGuards(t *testing.T) {
 			t.Errorf("forged job: jobs %v, err %v", jobs, err)
 		}
 	})
+}
+
+// TestConsoleDevicePaging pages through the devices list by the API's continuation token.
+func TestConsoleDevicePaging(t *testing.T) {
+	f := startFleet(t)
+	for i := range 60 {
+		f.env.CreateDevice(t, fmt.Sprintf("extra-%02d", i))
+	}
+	c := f.client(t)
+	f.signIn(t, c, "iothubowner")
+	status, body, _ := get(t, c, f.base+"/ui/devices")
+	if status != http.StatusOK || strings.Count(body, `<tr><td><a href="/ui/devices/`) != 50 {
+		t.Fatalf("first page: %d, %d rows, want 50", status, strings.Count(body, `<tr><td><a href="/ui/devices/`))
+	}
+	m := regexp.MustCompile(`id="next-page" rel="next" href="([^"]+)"`).FindStringSubmatch(body)
+	if m == nil {
+		t.Fatal("first page has no next-page link")
+	}
+	status, body, _ = get(t, c, f.base+html.UnescapeString(m[1]))
+	if rows := strings.Count(body, `<tr><td><a href="/ui/devices/`); status != http.StatusOK || rows != 68-50 || strings.Contains(body, `id="next-page"`) {
+		t.Fatalf("second page: %d, %d rows (want 18), next link %v", status, rows, strings.Contains(body, `id="next-page"`))
+	}
 }
