@@ -88,6 +88,7 @@ type session struct {
 	policy  string
 	rights  map[store.Right]bool
 	client  *serviceclient.Client
+	cs      sas.ConnectionString // for API calls serviceclient has no method for
 	expires time.Time
 }
 
@@ -346,7 +347,7 @@ func (c *Console) open(ctx context.Context, cs sas.ConnectionString) (*session, 
 	for _, r := range p.Rights {
 		rights[r] = true
 	}
-	return &session{id: randomToken(), csrf: randomToken(), policy: p.Name, rights: rights, client: cl, expires: c.now().Add(c.o.SessionTTL)}, nil
+	return &session{id: randomToken(), csrf: randomToken(), policy: p.Name, rights: rights, client: cl, cs: cs, expires: c.now().Add(c.o.SessionTTL)}, nil
 }
 
 func (c *Console) signout(w http.ResponseWriter, r *http.Request, s *session) error {

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"net/http"
 	"net/url"
 	"sort"
@@ -11,6 +12,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/drover-iot/drover/internal/sas"
 	"github.com/drover-iot/drover/internal/serviceclient"
 	"github.com/drover-iot/drover/localhub/store"
 )
@@ -716,7 +718,101 @@ func (c *Console) cancelJob(w http.ResponseWriter, r *http.Request, s *session) 
 // pathEscape escapes one path segment.
 func pathEscape(s string) string { return url.PathEscape(s) }
 
+// firmwareImage is one image as GET /firmware/images lists it.
+type firmwareImage struct {
+	ID       string `json:"id"`
+	UpdateID struct {
+		Provider string `json:"provider"`
+		Name     string `json:"name"`
+		Version  string `json:"version"`
+	} `json:"updateId"`
+	Compatibility []struct {
+		Manufacturer string `json:"manufacturer"`
+		Model        string `json:"model"`
+	} `json:"compatibility"`
+	File struct {
+		Name   string `json:"name"`
+		Size   int64  `json:"size"`
+		SHA256 string `json:"sha256"`
+	} `json:"file"`
+	UploadedTime string `json:"uploadedTime"`
+}
+
+// firmwareView is the firmware page's data.
+type firmwareView struct {
+	Available   bool
+	Problem     string
+	Images      []firmwareImage
+	Deployments []serviceclient.Job // twin jobs that set desired.firmware
+}
+
+// firmware shows the hub's firmware images and the twin jobs that deploy
+// them, when the hub has a firmware service (GET /firmware/images); a hub
+// without one answers that route with 404 and the page says so.
 func (c *Console) firmware(w http.ResponseWriter, r *http.Request, s *session) error {
-	c.render(w, http.StatusOK, "firmware", s, nil)
+	v := firmwareView{}
+	var images []firmwareImage
+	err := c.apiGet(r, s, "/firmware/images", &images)
+	var ae *serviceclient.APIError
+	switch {
+	case errors.As(err, &ae) && ae.Status == http.StatusNotFound:
+		c.render(w, http.StatusOK, "firmware", s, v)
+		return nil
+	case errors.As(err, &ae) && ae.Status == http.StatusForbidden:
+		v.Available, v.Problem = true, "Listing firmware images needs the RegistryRead permission; policy "+s.policy+" does not have it."
+	case err != nil:
+		return fmt.Errorf("list firmware images: %w", err)
+	default:
+		v.Available, v.Images = true, images
+	}
+	if s.can(store.ServiceConnect) {
+		jobs, err := s.client.ListJobs(r.Context(), "scheduleUpdateTwin", "")
+		if err != nil {
+			return fmt.Errorf("list jobs: %w", err)
+		}
+		for i := len(jobs) - 1; i >= 0; i-- { // newest first
+			j := jobs[i]
+			if j.UpdateTwin == nil || j.UpdateTwin.Properties == nil {
+				continue
+			}
+			var desired map[string]json.RawMessage
+			if json.Unmarshal(j.UpdateTwin.Properties.Desired, &desired) == nil && desired["firmware"] != nil {
+				v.Deployments = append(v.Deployments, j)
+			}
+		}
+	}
+	c.render(w, http.StatusOK, "firmware", s, v)
+	return nil
+}
+
+// apiGet calls a REST route serviceclient has no method for, signed with
+// the session's policy like every other call, and decodes its JSON answer.
+func (c *Console) apiGet(r *http.Request, s *session, path string, out any) error {
+	tok, err := sas.Sign(s.cs.HostName, s.cs.Key, s.cs.KeyName, c.now().Add(10*time.Minute))
+	if err != nil {
+		return fmt.Errorf("sign request: %w", err)
+	}
+	req, err := http.NewRequestWithContext(r.Context(), http.MethodGet, "https://"+s.cs.HostName+path+"?api-version="+serviceclient.APIVersion, nil)
+	if err != nil {
+		return fmt.Errorf("build request: %w", err)
+	}
+	req.Header.Set("Authorization", tok)
+	resp, err := handlerTransport{h: c.o.API}.RoundTrip(req)
+	if err != nil {
+		return fmt.Errorf("GET %s: %w", path, err)
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(io.LimitReader(resp.Body, 16<<20))
+	if err != nil {
+		return fmt.Errorf("GET %s: read answer: %w", path, err)
+	}
+	if resp.StatusCode != http.StatusOK {
+		var e struct{ Message string }
+		_ = json.Unmarshal(b, &e)
+		return &serviceclient.APIError{Status: resp.StatusCode, Message: e.Message}
+	}
+	if err := json.Unmarshal(b, out); err != nil {
+		return fmt.Errorf("GET %s: decode answer: %w", path, err)
+	}
 	return nil
 }
