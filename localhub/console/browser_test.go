@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -15,23 +14,16 @@ import (
 	"github.com/chromedp/chromedp"
 
 	"github.com/drover-iot/drover/internal/serviceclient"
+	"github.com/drover-iot/drover/internal/testenv"
 	"github.com/drover-iot/drover/localhub/console"
 )
 
-// chromiumPath finds Debian's chromium. On CI (CI=true) a missing browser
-// fails the test: the console's acceptance rests on it.
+// chromiumPath finds Debian's chromium: a missing browser skips the test
+// locally and fails it under CI=true (internal/testenv), as the console's
+// acceptance rests on it.
 func chromiumPath(t *testing.T) string {
 	t.Helper()
-	for _, name := range []string{"chromium", "chromium-browser", "google-chrome"} {
-		if p, err := exec.LookPath(name); err == nil {
-			return p
-		}
-	}
-	if os.Getenv("CI") == "true" {
-		t.Fatal("chromium is not installed (CI=true): install Debian's chromium and chromium-driver (.ci/run does)")
-	}
-	t.Skip("chromium is not installed; the browser test runs where it is (and always on CI)")
-	return ""
+	return testenv.RequireTool(t, "chromium", "apt-get install chromium chromium-driver (.ci/run does)")
 }
 
 // browser starts one headless Chromium for the whole test, with a fresh
