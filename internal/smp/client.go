@@ -64,7 +64,7 @@ const (
 
 // Pacing values (ClientOptions.Pacing).
 const (
-	PacingAuto time.Duration = 0  // continuation lines no faster than the wire, plus 1/16 of a line
+	PacingAuto time.Duration = 0  // continuation lines no faster than the wire, plus two character times
 	PacingNone time.Duration = -1 // each frame written at once
 )
 
@@ -85,7 +85,7 @@ type ClientOptions struct {
 	// Pacing is the idle time before each continuation line on top of the
 	// previous line's wire time, so a device with a 2-line receive pool
 	// never has a third line arrive while two wait to be decoded.
-	// PacingAuto (0) is 1/16 of the previous line's wire time; PacingNone
+	// PacingAuto (0) is two character times at the bus baud rate; PacingNone
 	// writes a frame at once (for devices with a large line pool).
 	Pacing time.Duration
 	// MaxPacket bounds a received packet; default DefaultMaxPacket.
@@ -643,7 +643,7 @@ func (c *Client) write(ctx context.Context, pkt []byte) (int, error) {
 		lt := c.wireTime(len(l))
 		gap := c.opts.Pacing
 		if gap == PacingAuto {
-			gap = lt / 16
+			gap = 2 * c.opts.CharTime
 		}
 		at += lt + gap
 	}

@@ -157,7 +157,7 @@ func decodeBus(raw json.RawMessage, errs *[]plugins.FieldError) *Bus {
 }
 
 // decodePacing reads line_pacing: "auto" (the default: the wire time of
-// the previous line plus 1/16), "none", or a duration added to the wire
+// the previous line plus two character times), "none", or a duration added to the wire
 // time ("20ms", newtmgr's fixed pause).
 func decodePacing(v json.RawMessage, f *fields) time.Duration {
 	var s string
