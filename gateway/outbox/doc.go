@@ -7,7 +7,8 @@
 // Accept returns only after the message is committed; that return is the
 // producer's acknowledgement. All writes go through one writer goroutine that
 // groups concurrent operations into one transaction (group commit) with a
-// savepoint per operation, as localhub's store does. With Sync=SyncFull
+// savepoint per operation: internal/groupcommit, which localhub's store
+// uses too. With Sync=SyncFull
 // (the default for Open) a commit survives power loss; with SyncNormal it
 // survives a crash of the process (kill -9) but the last commits may roll
 // back on power loss (SQLite WAL semantics). An entry leaves the outbox only

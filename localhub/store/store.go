@@ -2,10 +2,10 @@
 // policies, the identity registry with each device's twin, and a bounded
 // telemetry log.
 //
-// Every write goes through one writer goroutine that groups concurrent
-// operations into a single transaction (group commit) with a savepoint per
-// operation, so one failing operation never undoes another and callers get
-// their answer only after the commit. Reads use a separate connection pool.
+// Every write goes through one writer goroutine (internal/groupcommit) that
+// groups concurrent operations into a single transaction with a savepoint
+// per operation, so one failing operation never undoes another and callers
+// get their answer only after the commit. Reads use a separate connection pool.
 package store
 
 import (
@@ -15,10 +15,11 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"sync"
 	"time"
 
 	_ "github.com/mattn/go-sqlite3" // database/sql driver "sqlite3"
+
+	"github.com/drover-iot/drover/internal/groupcommit"
 )
 
 //go:embed schema.sql
@@ -39,22 +40,12 @@ type Store struct {
 	log *slog.Logger
 	now func() time.Time
 
-	ops     chan *op
-	stop    chan struct{}
-	done    chan struct{}
-	closeMu sync.RWMutex // write holds it shared while queueing; Close exclusively to set closed
-	closed  bool
+	w *groupcommit.Writer // the one writer goroutine
 
 	// MaxTelemetry bounds the telemetry table (rows); older rows are pruned.
 	maxTelemetry int64
 	telSince     int64 // inserts since the last prune (writer goroutine only)
 	commitObs    func(time.Duration)
-}
-
-type op struct {
-	fn   func(tx *sql.Tx) error
-	err  chan error
-	name string
 }
 
 // Options configure Open.
@@ -96,24 +87,14 @@ func Open(path string, opts Options) (*Store, error) {
 		return nil, fmt.Errorf("open database %s for reading: %w", path, err)
 	}
 	rd.SetMaxOpenConns(8)
-	s := &Store{
-		rd: rd, wr: wr, log: opts.Logger, now: opts.Now,
-		ops: make(chan *op, 1024), stop: make(chan struct{}), done: make(chan struct{}),
-		maxTelemetry: opts.MaxTelemetry, commitObs: opts.CommitObserved,
-	}
-	go s.writer()
+	s := &Store{rd: rd, wr: wr, log: opts.Logger, now: opts.Now, maxTelemetry: opts.MaxTelemetry, commitObs: opts.CommitObserved}
+	s.w = groupcommit.Start(wr, groupcommit.Options{ErrClosed: ErrClosed, BeforeCommit: s.pruneTelemetry, CommitObserved: s.commitObs})
 	return s, nil
 }
 
 // Close stops the writer (after the operations already queued) and closes the database.
 func (s *Store) Close() error {
-	s.closeMu.Lock()
-	if !s.closed {
-		s.closed = true
-		close(s.stop)
-	}
-	s.closeMu.Unlock()
-	<-s.done
+	s.w.Close()
 	err1 := s.rd.Close()
 	err2 := s.wr.Close()
 	return errors.Join(err1, err2)
@@ -121,108 +102,7 @@ func (s *Store) Close() error {
 
 // write runs fn in the writer's current transaction and waits for the commit.
 func (s *Store) write(ctx context.Context, name string, fn func(tx *sql.Tx) error) error {
-	o := &op{fn: fn, err: make(chan error, 1), name: name}
-	// Queueing under the shared lock means Close cannot slip in between: every
-	// queued operation is in the channel before stop closes, and the writer
-	// drains the channel before it exits.
-	s.closeMu.RLock()
-	if s.closed {
-		s.closeMu.RUnlock()
-		return ErrClosed
-	}
-	select {
-	case s.ops <- o:
-		s.closeMu.RUnlock()
-	case <-ctx.Done():
-		s.closeMu.RUnlock()
-		return ctx.Err()
-	}
-	// Once queued the operation will run; wait for its result even if ctx ends,
-	// so a caller never reports failure for something that was committed.
-	return <-o.err
-}
-
-const maxBatch = 256
-
-func (s *Store) writer() {
-	defer close(s.done)
-	for {
-		var first *op
-		select {
-		case first = <-s.ops:
-		case <-s.stop:
-			// Drain what is queued, then stop.
-			for {
-				select {
-				case o := <-s.ops:
-					s.runBatch([]*op{o})
-				default:
-					return
-				}
-			}
-		}
-		batch := []*op{first}
-	fill:
-		for len(batch) < maxBatch {
-			select {
-			case o := <-s.ops:
-				batch = append(batch, o)
-			default:
-				break fill
-			}
-		}
-		s.runBatch(batch)
-	}
-}
-
-func (s *Store) runBatch(batch []*op) {
-	tx, err := s.wr.Begin()
-	if err != nil {
-		for _, o := range batch {
-			o.err <- fmt.Errorf("%s: begin transaction: %w", o.name, err)
-		}
-		return
-	}
-	results := make([]error, len(batch))
-	for i, o := range batch {
-		if len(batch) == 1 {
-			results[i] = o.fn(tx)
-			continue
-		}
-		if _, err := tx.Exec("SAVEPOINT op"); err != nil {
-			results[i] = fmt.Errorf("%s: savepoint: %w", o.name, err)
-			continue
-		}
-		if err := o.fn(tx); err != nil {
-			results[i] = err
-			if _, rerr := tx.Exec("ROLLBACK TO op"); rerr != nil {
-				results[i] = errors.Join(err, rerr)
-			}
-		}
-		if _, err := tx.Exec("RELEASE op"); err != nil && results[i] == nil {
-			results[i] = fmt.Errorf("%s: release savepoint: %w", o.name, err)
-		}
-	}
-	if len(batch) == 1 && results[0] != nil {
-		_ = tx.Rollback()
-		batch[0].err <- results[0]
-		return
-	}
-	s.pruneTelemetry(tx)
-	start := time.Now()
-	err = tx.Commit()
-	if s.commitObs != nil {
-		s.commitObs(time.Since(start))
-	}
-	if err != nil {
-		for _, o := range batch {
-			o.err <- fmt.Errorf("%s: commit: %w", o.name, err)
-		}
-		return
-	}
-	for i, o := range batch {
-		o.err <- results[i]
-	}
+	return s.w.Do(ctx, name, fn)
 }
 
 // pruneTelemetry keeps the telemetry table bounded; it runs inside a batch

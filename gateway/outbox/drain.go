@@ -1,0 +1,127 @@
+package outbox
+
+// Draining: entries handed out in queue order and removed by Ack (the
+// Drainer that calls these is in drainer.go).
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+)
+
+// Ack removes the entries the receipts name, once the hub acknowledged them.
+// A receipt whose row was merged into since it was handed out (its id
+// changed) or is gone already removes nothing.
+func (o *Outbox) Ack(ctx context.Context, rs ...Receipt) error {
+	return o.remove(ctx, rs, dropAcked)
+}
+
+func (o *Outbox) remove(ctx context.Context, rs []Receipt, reason dropReason) error {
+	if len(rs) == 0 {
+		return nil
+	}
+	return o.write(ctx, "ack outbox entries", func(tx *sql.Tx) error {
+		for _, r := range rs {
+			var ident, kind, size int64
+			err := tx.QueryRow(`DELETE FROM outbox_msg WHERE seq = ? AND id = ? RETURNING ident, kind, size`, r.Seq, r.ID).Scan(&ident, &kind, &size)
+			if errors.Is(err, sql.ErrNoRows) {
+				continue
+			}
+			if err != nil {
+				o.markDirty()
+				return fmt.Errorf("ack outbox entry %d: %w", r.Seq, err)
+			}
+			o.forget(ident, Kind(kind), size)
+			o.count(reason)
+		}
+		return nil
+	})
+}
+
+// Next returns up to limit queued entries in queue order, for one identity
+// or for all when identity is "". Entries stay queued until acked; calling
+// Next again returns them again. Unreadable rows are removed and counted
+// (DroppedCorrupt), expired telemetry is swept; neither is returned.
+func (o *Outbox) Next(ctx context.Context, identity string, limit int) ([]Entry, error) {
+	return o.next(ctx, identity, 0, limit)
+}
+
+// next is Next restricted to one kind when kind is not 0.
+func (o *Outbox) next(ctx context.Context, identity string, kind Kind, limit int) ([]Entry, error) {
+	if limit <= 0 {
+		return nil, nil
+	}
+	q := `SELECT seq, ident, kind, accepted, produced, size, id, props, body FROM outbox_msg`
+	var args []any
+	if identity != "" {
+		o.mu.Lock()
+		id, ok := o.idents[identity]
+		o.mu.Unlock()
+		if !ok {
+			return nil, nil
+		}
+		q += ` WHERE ident = ?`
+		args = append(args, id)
+		if kind != 0 {
+			// A literal, not a parameter, so SQLite can use the partial index for kind 2.
+			q += fmt.Sprintf(` AND kind = %d`, kind)
+		}
+	} else if kind != 0 {
+		q += fmt.Sprintf(` WHERE kind = %d`, kind)
+	}
+	q += ` ORDER BY seq LIMIT ?`
+	args = append(args, limit)
+	for attempt := 0; ; attempt++ {
+		out, bad, expired, err := o.read(ctx, q, args)
+		if err != nil {
+			return nil, err
+		}
+		if len(bad) > 0 || len(expired) > 0 {
+			err := o.write(ctx, "drop outbox rows", func(tx *sql.Tx) error {
+				return errors.Join(o.removeRows(tx, bad, dropCorrupt), o.removeRows(tx, expired, dropTTL))
+			})
+			if err != nil {
+				return nil, err
+			}
+		}
+		if len(out) > 0 || (len(bad) == 0 && len(expired) == 0) || attempt == 2 {
+			return out, nil
+		}
+	}
+}
+
+// read runs a Next query and decodes the rows; rows that cannot be decoded
+// come back in bad, expired telemetry in expired.
+func (o *Outbox) read(ctx context.Context, q string, args []any) (out []Entry, bad, expired []int64, err error) {
+	rows, err := o.rd.QueryContext(ctx, q, args...)
+	if err != nil {
+		return nil, nil, nil, fmt.Errorf("read outbox: %w", err)
+	}
+	defer rows.Close()
+	cutoff := int64(-1 << 63)
+	if o.opts.TTL > 0 {
+		cutoff = o.opts.Now().Add(-o.opts.TTL).UnixNano()
+	}
+	for rows.Next() {
+		var seq int64
+		var ident, kind, accepted, produced, size, id, props, body any
+		if err := rows.Scan(&seq, &ident, &kind, &accepted, &produced, &size, &id, &props, &body); err != nil {
+			return nil, nil, nil, fmt.Errorf("read outbox: %w", err)
+		}
+		e, ok := o.decode(seq, ident, kind, accepted, produced, size, id, props, body)
+		if !ok {
+			bad = append(bad, seq)
+			continue
+		}
+		if e.Kind == Telemetry && e.AcceptedAt.UnixNano() < cutoff {
+			expired = append(expired, seq)
+			continue
+		}
+		out = append(out, e)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, nil, nil, fmt.Errorf("read outbox: %w", err)
+	}
+	return out, bad, expired, nil
+}
