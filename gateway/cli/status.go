@@ -32,7 +32,17 @@ func renderStatus(w io.Writer, st localapi.Status) {
 	row(w, "devices", fmt.Sprint(st.Devices))
 	row(w, "config", st.ConfigHash)
 	if o := st.Outbox; o != nil {
-		row(w, "outbox", fmt.Sprintf("%d waiting, %s, %d dropped", o.Depth, bytesString(o.Bytes), o.Dropped))
+		line := fmt.Sprintf("%d waiting, %s, %d dropped", o.Depth, bytesString(o.Bytes), o.Dropped)
+		if o.Durability != "" {
+			line += fmt.Sprintf("; durability %s, %d in memory", o.Durability, o.InMemory)
+		}
+		if o.LostInMemory > 0 {
+			line += fmt.Sprintf(", %d lost in memory by crashes", o.LostInMemory)
+		}
+		row(w, "outbox", line)
+	}
+	if d := st.Disk; d != nil {
+		row(w, "disk writes", fmt.Sprintf("%s/hour, %s since start", bytesString(d.BytesPerHour), bytesString(d.WrittenBytes)))
 	}
 	fmt.Fprintln(w)
 	if len(st.Plugins) > 0 {

@@ -29,6 +29,10 @@ const (
 	DefaultOutboxMaxBytes = Size(128 << 20)
 	DefaultOutboxTTL      = 72 * time.Hour // a long weekend without uplink
 	DefaultOnFull         = OnFullDropOldest
+	DefaultDurability     = DurabilitySpill
+	DefaultSpillAfter     = 2 * time.Second
+	DefaultMemoryBytes    = Size(4 << 20)
+	DefaultBatchEvery     = 200 * time.Millisecond
 	DefaultTimezone       = "Local"
 )
 
@@ -84,6 +88,12 @@ func applyDefaults(c *Config) {
 	}
 	setDur(&o.TTL, DefaultOutboxTTL)
 	setStr(&o.OnFull, DefaultOnFull)
+	setStr(&o.Durability, DefaultDurability)
+	setDur(&o.SpillAfter, DefaultSpillAfter)
+	setDur(&o.BatchEvery, DefaultBatchEvery)
+	if o.MemoryBytes == 0 {
+		o.MemoryBytes = DefaultMemoryBytes
+	}
 }
 
 func applyBusDefaults(b *Bus) {

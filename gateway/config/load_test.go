@@ -85,6 +85,10 @@ maintenance:
 		{"outbox.max_bytes", c.Outbox.MaxBytes, Size(128 << 20)},
 		{"outbox.ttl", c.Outbox.TTL, 72 * time.Hour},
 		{"outbox.on_full", c.Outbox.OnFull, "drop_oldest"},
+		{"outbox.durability", c.Outbox.Durability, "spill"},
+		{"outbox.spill_after", c.Outbox.SpillAfter, 2 * time.Second},
+		{"outbox.memory_bytes", c.Outbox.MemoryBytes, Size(4 << 20)},
+		{"outbox.batch_every", c.Outbox.BatchEvery, 200 * time.Millisecond},
 	}
 	for _, ck := range checks {
 		if !reflect.DeepEqual(ck.got, ck.want) {
@@ -141,7 +145,7 @@ func TestProblems(t *testing.T) {
 		{"bare number duration", head + "outbox: { ttl: 60 }", "outbox.ttl: bad duration 60: a duration needs a unit", 2, nil},
 		{"negative duration", head + "plugins: { start_timeout: -1s }", "plugins.start_timeout: must be positive", 2, nil},
 		{"backoff inverted", head + "plugins:\n  restart_backoff: { min: 1m, max: 1s }", "plugins.restart_backoff.max: 1s is less than min 1m", 3, nil},
-		{"unknown key lists valid keys", head + "outbox: { size: 1 }", "outbox.size: unknown key (valid keys: max_bytes, on_full, ttl)", 2, nil},
+		{"unknown key lists valid keys", head + "outbox: { size: 1 }", "outbox.size: unknown key (valid keys: batch_every, durability, max_bytes, memory_bytes, on_full, spill_after, ttl)", 2, nil},
 		{"gateway id missing", "gateway: { log_level: info }", "gateway.id: required", 1, nil},
 		{"gateway section missing", "buses: []", "gateway.id: required", 1, nil},
 		{"gateway id too long", "gateway: { id: " + strings.Repeat("a", 129) + " }", "129 characters long", 1, nil},

@@ -129,7 +129,20 @@ type Outbox struct {
 	MaxBytes Size          `yaml:"max_bytes"`
 	TTL      time.Duration `yaml:"ttl"`
 	OnFull   string        `yaml:"on_full"` // drop_oldest | reject_new
+	// Durability says when an accepted message reaches the disk:
+	// spill | batched | every_message (see docs/configuration.md).
+	Durability  string        `yaml:"durability"`
+	SpillAfter  time.Duration `yaml:"spill_after"`  // spill: unacknowledged messages go to disk after this
+	MemoryBytes Size          `yaml:"memory_bytes"` // spill: bound on messages held in memory
+	BatchEvery  time.Duration `yaml:"batch_every"`  // batched: at most one commit per this
 }
+
+// Outbox durability modes.
+const (
+	DurabilitySpill        = "spill"
+	DurabilityBatched      = "batched"
+	DurabilityEveryMessage = "every_message"
+)
 
 // Outbox overflow policies.
 const (

@@ -28,6 +28,9 @@ const (
 	maxRetries     = 10
 	maxKeepalive   = 1177 * time.Second // hub disconnects at 1.5× keep-alive, capped at 1767 s
 	minOutboxBytes = Size(64 << 10)
+	maxMemoryBytes = Size(64 << 20)
+	maxSpillAfter  = time.Minute
+	maxBatchEvery  = 10 * time.Second
 )
 
 // Modbus modes.
@@ -39,9 +42,10 @@ var (
 	bauds = []int{50, 75, 110, 134, 150, 200, 300, 600, 1200, 1800, 2400, 4800, 9600, 19200, 38400,
 		57600, 115200, 230400, 460800, 500000, 576000, 921600, 1000000, 1152000, 1500000, 2000000,
 		2500000, 3000000, 3500000, 4000000}
-	parities  = []string{"none", "even", "odd"}
-	logLevels = []string{"debug", "info", "warn", "error"}
-	onFulls   = []string{OnFullDropOldest, OnFullRejectNew}
+	parities     = []string{"none", "even", "odd"}
+	logLevels    = []string{"debug", "info", "warn", "error"}
+	onFulls      = []string{OnFullDropOldest, OnFullRejectNew}
+	durabilities = []string{DurabilitySpill, DurabilityBatched, DurabilityEveryMessage}
 )
 
 func (c *Config) validate(ps *problems) {
@@ -538,6 +542,20 @@ func (c *Config) validateOutbox(ps *problems) {
 	}
 	if !slices.Contains(onFulls, o.OnFull) {
 		ps.add(at("on_full"), "unknown policy %q (use drop_oldest | reject_new)%s", o.OnFull, didYouMean(o.OnFull, onFulls))
+	}
+	if !slices.Contains(durabilities, o.Durability) {
+		ps.add(at("durability"), "unknown mode %q (use spill | batched | every_message)%s", o.Durability, didYouMean(o.Durability, durabilities))
+	}
+	if o.SpillAfter <= 0 || o.SpillAfter > maxSpillAfter {
+		ps.add(at("spill_after"), "%s is out of range (more than 0, at most %s: it bounds what a power cut loses)", o.SpillAfter, maxSpillAfter)
+	}
+	if o.BatchEvery <= 0 || o.BatchEvery > maxBatchEvery {
+		ps.add(at("batch_every"), "%s is out of range (more than 0, at most %s: producers wait for it)", o.BatchEvery, maxBatchEvery)
+	}
+	if o.MemoryBytes < minOutboxBytes {
+		ps.add(at("memory_bytes"), "%d bytes is too small (at least %s)", o.MemoryBytes, minOutboxBytes)
+	} else if o.MemoryBytes > maxMemoryBytes {
+		ps.add(at("memory_bytes"), "%d bytes is too large (at most %s: the gateway's memory is small)", o.MemoryBytes, maxMemoryBytes)
 	}
 }
 

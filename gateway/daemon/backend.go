@@ -49,8 +49,12 @@ func (b backend) Status(ctx context.Context) (localapi.Status, error) {
 	if d.box != nil {
 		if os, err := d.box.Stats(ctx); err == nil {
 			st.Outbox = &localapi.OutboxStatus{Depth: int(os.Depth), Bytes: os.Bytes,
-				Dropped: uint64(os.DroppedFull + os.DroppedTTL + os.DroppedCorrupt + os.DroppedRejected)}
+				Dropped:    uint64(os.DroppedFull + os.DroppedTTL + os.DroppedCorrupt + os.DroppedRejected),
+				Durability: os.Durability, InMemory: int(os.Memory), LostInMemory: os.LostInMemory}
 		}
+	}
+	if w, err := d.wear.sample(d.now()); err == nil {
+		st.Disk = &localapi.DiskStatus{WrittenBytes: w.WrittenBytes, BytesPerHour: w.BytesPerHour}
 	}
 	return st, nil
 }

@@ -61,11 +61,15 @@ func (d *Daemon) reportGateway() {
 		"jobs":    d.jobCounts(),
 		"memory":  memorySummary(),
 	}
+	if w, err := d.wear.sample(d.now()); err == nil {
+		rep["disk"] = w
+	}
 	if d.box != nil {
 		if st, err := d.box.Stats(context.Background()); err == nil {
 			rep["outbox"] = map[string]any{"depth": st.Depth, "bytes": st.Bytes, "oldestAgeSeconds": int64(st.OldestAge.Seconds()),
 				"accepted": st.Accepted, "acked": st.Acked, "dropped": map[string]any{"full": st.DroppedFull, "ttl": st.DroppedTTL,
-					"corrupt": st.DroppedCorrupt, "rejected": st.DroppedRejected}}
+					"corrupt": st.DroppedCorrupt, "rejected": st.DroppedRejected},
+				"durability": st.Durability, "inMemory": st.Memory, "spilled": st.Spilled, "lostInMemory": st.LostInMemory}
 		}
 	}
 	d.gw.Report(rep)
@@ -242,6 +246,9 @@ func (d *Daemon) gatewayMethod(ctx context.Context, name string, payload json.Ra
 		return 200, st
 	case "stats":
 		out := map[string]any{"bridges": d.bridges.Stats(), "memory": memoryStats()}
+		if w, err := d.wear.sample(d.now()); err == nil {
+			out["disk"] = w
+		}
 		if d.gw != nil && d.gw.client != nil {
 			out["upstream"] = d.gw.client.Stats()
 		}

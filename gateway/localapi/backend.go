@@ -85,6 +85,13 @@ type Status struct {
 	Devices    int            `json:"devices"`
 	ConfigHash string         `json:"configHash,omitempty"`
 	Outbox     *OutboxStatus  `json:"outbox,omitempty"` // nil when the gateway keeps no outbox
+	Disk       *DiskStatus    `json:"disk,omitempty"`   // nil where /proc/self/io is not readable
+}
+
+// DiskStatus is the gateway process's disk writes: flash wear.
+type DiskStatus struct {
+	WrittenBytes int64 `json:"writtenBytes"` // since the process started
+	BytesPerHour int64 `json:"bytesPerHour"` // over the last hour (the uptime, when shorter)
 }
 
 // UpstreamStatus describes the link to the hub.
@@ -121,6 +128,10 @@ type OutboxStatus struct {
 	Depth   int    `json:"depth"`   // messages and patches waiting
 	Bytes   int64  `json:"bytes"`   // their size on disk
 	Dropped uint64 `json:"dropped"` // dropped because the outbox was full or too old
+
+	Durability   string `json:"durability,omitempty"`   // spill | batched | every_message
+	InMemory     int    `json:"inMemory,omitempty"`     // of Depth, held in memory (spill)
+	LostInMemory int64  `json:"lostInMemory,omitempty"` // held in memory when an earlier run crashed
 }
 
 // DeviceInfo describes one field device.

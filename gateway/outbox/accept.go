@@ -19,6 +19,7 @@ type prepared struct {
 	props string
 	patch map[string]any // Reported only
 	size  int64
+	seq   int64 // the sequence number to insert with (spilled entries); 0: the next one
 }
 
 func (o *Outbox) prepare(m Message) (prepared, error) {
@@ -71,6 +72,9 @@ func (o *Outbox) Accept(ctx context.Context, m Message) (string, error) {
 	if err != nil {
 		return "", err
 	}
+	if o.mem != nil {
+		return p.ID, o.acceptMem(ctx, p)
+	}
 	err = o.write(ctx, "accept "+m.Kind.String(), func(tx *sql.Tx) error { return o.acceptTx(tx, p) })
 	if err != nil {
 		return "", err
@@ -106,11 +110,37 @@ func (o *Outbox) acceptTx(tx *sql.Tx, p prepared) error {
 			return err
 		}
 	}
+	if err := o.insertRow(tx, ident, p, now, produced); err != nil {
+		return err
+	}
+	o.mu.Lock()
+	o.c.accepted++
+	o.c.lastAccepted = now
+	o.mu.Unlock()
+	return nil
+}
+
+// insertTx writes an entry held in memory (already counted as accepted)
+// into the database with its sequence number.
+func (o *Outbox) insertTx(tx *sql.Tx, p prepared, accepted, produced int64) error {
+	ident, err := o.identID(tx, p.Identity)
+	if err != nil {
+		return err
+	}
+	return o.insertRow(tx, ident, p, accepted, produced)
+}
+
+// insertRow makes room for p and inserts it, with p.seq when set.
+func (o *Outbox) insertRow(tx *sql.Tx, ident int64, p prepared, accepted, produced int64) error {
 	if err := o.makeRoom(tx, p.size); err != nil {
 		return err
 	}
-	if _, err := tx.Exec(`INSERT INTO outbox_msg(ident, kind, accepted, produced, size, id, props, body) VALUES(?, ?, ?, ?, ?, ?, ?, ?)`,
-		ident, int64(p.Kind), now, produced, p.size, p.ID, p.props, p.Body); err != nil {
+	var seq any
+	if p.seq != 0 {
+		seq = p.seq
+	}
+	if _, err := tx.Exec(`INSERT INTO outbox_msg(seq, ident, kind, accepted, produced, size, id, props, body) VALUES(?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+		seq, ident, int64(p.Kind), accepted, produced, p.size, p.ID, p.props, p.Body); err != nil {
 		o.markDirty()
 		return fmt.Errorf("queue %s for %s: %w", p.Kind, p.Identity, err)
 	}
@@ -123,11 +153,13 @@ func (o *Outbox) acceptTx(tx *sql.Tx, p prepared) error {
 	}
 	st.bytes += p.size
 	o.bytes += p.size
-	o.c.accepted++
-	o.c.lastAccepted = now
 	o.mu.Unlock()
 	return nil
 }
+
+func decodePatch(b []byte) (map[string]any, error) { return twin.DecodeObject(b) }
+
+func encodePatch(m map[string]any) ([]byte, error) { return twin.AppendJSON(nil, m) }
 
 // mergeReported merges p into the identity's latest reported row. It returns
 // false when there is no row to merge into or the patches do not compose.

@@ -133,6 +133,11 @@ func (o *Outbox) forget(ident int64, kind Kind, size int64) {
 func (o *Outbox) count(reason dropReason) {
 	o.mu.Lock()
 	defer o.mu.Unlock()
+	o.countLocked(reason)
+}
+
+// countLocked is count with o.mu held.
+func (o *Outbox) countLocked(reason dropReason) {
 	switch reason {
 	case dropAcked:
 		o.c.acked++

@@ -4,10 +4,12 @@ package outbox
 // Drainer that calls these is in drainer.go).
 
 import (
+	"cmp"
 	"context"
 	"database/sql"
 	"errors"
 	"fmt"
+	"slices"
 )
 
 // Ack removes the entries the receipts name, once the hub acknowledged them.
@@ -18,8 +20,8 @@ func (o *Outbox) Ack(ctx context.Context, rs ...Receipt) error {
 }
 
 func (o *Outbox) remove(ctx context.Context, rs []Receipt, reason dropReason) error {
-	if len(rs) == 0 {
-		return nil
+	if rs = o.memAck(rs, reason); len(rs) == 0 {
+		return nil // all held in memory: nothing to write
 	}
 	return o.write(ctx, "ack outbox entries", func(tx *sql.Tx) error {
 		for _, r := range rs {
@@ -47,11 +49,33 @@ func (o *Outbox) Next(ctx context.Context, identity string, limit int) ([]Entry,
 	return o.next(ctx, identity, 0, limit)
 }
 
-// next is Next restricted to one kind when kind is not 0.
+// next is Next restricted to one kind when kind is not 0. Entries held in
+// memory (Spill) are merged in by sequence number; memory is read first, so
+// an entry a spill moves meanwhile is found in the database.
 func (o *Outbox) next(ctx context.Context, identity string, kind Kind, limit int) ([]Entry, error) {
 	if limit <= 0 {
 		return nil, nil
 	}
+	mem := o.memNext(identity, kind, limit)
+	out, err := o.nextDB(ctx, identity, kind, limit)
+	if err != nil || len(mem) == 0 {
+		return out, err
+	}
+	seen := make(map[int64]bool, len(out))
+	for _, e := range out {
+		seen[e.Seq] = true
+	}
+	for _, e := range mem {
+		if !seen[e.Seq] {
+			out = append(out, e)
+		}
+	}
+	slices.SortFunc(out, func(a, b Entry) int { return cmp.Compare(a.Seq, b.Seq) })
+	return out[:min(len(out), limit)], nil
+}
+
+// nextDB is next over the database rows only.
+func (o *Outbox) nextDB(ctx context.Context, identity string, kind Kind, limit int) ([]Entry, error) {
 	q := `SELECT seq, ident, kind, accepted, produced, size, id, props, body FROM outbox_msg`
 	var args []any
 	if identity != "" {

@@ -10,6 +10,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"os"
 	"sync"
 	"time"
 
@@ -141,6 +142,12 @@ type Stats struct {
 	DroppedTTL      int64 // telemetry rows expired
 	DroppedCorrupt  int64 // unreadable rows removed (bad kind, properties or body)
 	DroppedRejected int64 // rows the hub refused for good (a Sender returned ErrUndeliverable)
+
+	Durability   string // the durability mode
+	Memory       int64  // entries held in memory (Spill; included in Depth)
+	MemoryBytes  int64  // their accounted bytes (not included in Bytes, a disk figure)
+	Spilled      int64  // entries moved from memory to the database
+	LostInMemory int64  // entries held in memory when a previous run ended without Close (a crash), summed over restarts; needs Options.HeldFile
 }
 
 // Options configure Open and New. Zero values take the defaults.
@@ -150,8 +157,17 @@ type Options struct {
 	OnFull     Policy        // default DropOldest
 	SweepEvery time.Duration // period of the TTL sweep; default 1 min
 	Sync       Sync          // synchronous mode for Open; default SyncFull
-	Logger     *slog.Logger
-	Now        func() time.Time
+	// Durability says when an accepted message reaches the disk; default EveryMessage.
+	Durability  Durability
+	SpillAfter  time.Duration // Spill: an unacknowledged message is spilled after this; default 2s
+	MemoryBytes int64         // Spill: bound on the accounted bytes held in memory; default 4 MiB
+	BatchEvery  time.Duration // Batched: commits at most this often; default 200ms
+	// HeldFile, when set, is a small file where the number of entries held in
+	// memory is kept (rewritten in place, never synced): after a crash the
+	// next start adds what it says to Stats.LostInMemory.
+	HeldFile string
+	Logger   *slog.Logger
+	Now      func() time.Time
 }
 
 func (o Options) withDefaults() Options {
@@ -163,6 +179,15 @@ func (o Options) withDefaults() Options {
 	}
 	if o.SweepEvery <= 0 {
 		o.SweepEvery = time.Minute
+	}
+	if o.SpillAfter <= 0 {
+		o.SpillAfter = 2 * time.Second
+	}
+	if o.MemoryBytes <= 0 {
+		o.MemoryBytes = 4 << 20
+	}
+	if o.BatchEvery <= 0 {
+		o.BatchEvery = 200 * time.Millisecond
 	}
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.DiscardHandler)
@@ -183,6 +208,12 @@ type Outbox struct {
 	before counters            // counters when the current batch began (writer goroutine only)
 	notify chan struct{}       // poked after commits that accepted something
 
+	mem       *memQueue          // Spill only: entries held in memory (guarded by mu)
+	stopSpill context.CancelFunc // Spill only: stops the spiller
+	spillDone chan struct{}      // Spill only: closed when the spiller returned
+	closeOnce sync.Once
+	held      *os.File // Options.HeldFile, open while the outbox is
+
 	mu     sync.Mutex // guards the fields below (written by the writer goroutine)
 	idents map[string]int64
 	per    map[int64]*identStat
@@ -202,6 +233,20 @@ func (o *Outbox) Stats(ctx context.Context) (Stats, error) {
 	for _, st := range o.per {
 		s.Telemetry += st.telemetry
 		s.Reported += st.reported
+	}
+	s.Durability, s.Spilled, s.LostInMemory = o.opts.Durability.String(), o.c.spilled, o.c.lostCrash
+	if o.mem != nil {
+		s.Memory, s.MemoryBytes = o.mem.n, o.mem.bytes
+		for _, m := range o.mem.fifo {
+			if m.gone {
+				continue
+			}
+			if m.e.Kind == Reported {
+				s.Reported++
+			} else {
+				s.Telemetry++
+			}
+		}
 	}
 	o.mu.Unlock()
 	s.Depth = s.Telemetry + s.Reported
@@ -226,6 +271,11 @@ func (o *Outbox) Pending() map[string]int64 {
 	for _, st := range o.per {
 		if n := st.telemetry + st.reported; n > 0 && st.name != "" {
 			out[st.name] = n
+		}
+	}
+	if o.mem != nil {
+		for id, l := range o.mem.per {
+			out[id] += int64(len(l))
 		}
 	}
 	return out

@@ -82,6 +82,8 @@ type counters struct {
 	accepted, merged, acked, rejected                      int64
 	droppedFull, droppedTTL, droppedCorrupt, droppedReject int64
 	lastAccepted                                           int64 // unix ns; accept times never go below it
+	spilled                                                int64 // entries moved from memory to the database
+	lostCrash                                              int64 // inMemory found at starts after a crash, summed
 }
 
 // identStat is the in-memory depth of one identity.
@@ -122,6 +124,22 @@ func Open(path string, opts Options) (*Outbox, error) {
 	return o, nil
 }
 
+// migrate adds the columns later versions added to outbox_counters.
+func migrate(db *sql.DB) error {
+	for _, col := range []string{"spilled", "lost_crash"} {
+		var n int
+		if err := db.QueryRow(`SELECT COUNT(*) FROM pragma_table_info('outbox_counters') WHERE name = ?`, col).Scan(&n); err != nil {
+			return fmt.Errorf("migrate outbox counters: %w", err)
+		}
+		if n == 0 {
+			if _, err := db.Exec(`ALTER TABLE outbox_counters ADD COLUMN ` + col + ` INTEGER NOT NULL DEFAULT 0`); err != nil {
+				return fmt.Errorf("migrate outbox counters: add %s: %w", col, err)
+			}
+		}
+	}
+	return nil
+}
+
 // New uses db, which the caller owns and closes after Close; open it with
 // DSN so that transactions are IMMEDIATE and WAL is on. New creates the
 // outbox's tables when missing and starts the writer.
@@ -134,6 +152,9 @@ func start(wr, rd *sql.DB, own bool, opts Options) (*Outbox, error) {
 	if _, err := wr.Exec(schema); err != nil {
 		return nil, fmt.Errorf("create outbox tables: %w", err)
 	}
+	if err := migrate(wr); err != nil {
+		return nil, err
+	}
 	o := &Outbox{
 		rd: rd, wr: wr, ownDB: own, opts: opts, log: opts.Logger,
 		notify: make(chan struct{}, 1),
@@ -141,7 +162,21 @@ func start(wr, rd *sql.DB, own bool, opts Options) (*Outbox, error) {
 	if err := o.reload(); err != nil {
 		return nil, err
 	}
+	if err := o.countLost(); err != nil {
+		return nil, err
+	}
+	var minInterval time.Duration
+	switch opts.Durability {
+	case Batched:
+		minInterval = opts.BatchEvery
+	case Spill:
+		o.mem = newMemQueue()
+		if err := wr.QueryRow(`SELECT COALESCE(MAX(seq), 0) FROM outbox_msg`).Scan(&o.mem.seq); err != nil {
+			return nil, fmt.Errorf("read outbox sequence: %w", err)
+		}
+	}
 	o.w = groupcommit.Start(wr, groupcommit.Options{
+		MinInterval:     minInterval,
 		ErrClosed:       ErrClosed,
 		AlwaysSavepoint: true, // a refused accept still commits its counted rejection
 		Every:           opts.SweepEvery,
@@ -152,12 +187,30 @@ func start(wr, rd *sql.DB, own bool, opts Options) (*Outbox, error) {
 		BeforeCommit:    o.saveCounters,
 		AfterBatch:      o.endBatch,
 	})
+	if o.mem != nil {
+		ctx, cancel := context.WithCancel(context.Background())
+		o.stopSpill, o.spillDone = cancel, make(chan struct{})
+		go o.spiller(ctx)
+	}
 	return o, nil
 }
 
 // Close stops the writer after the operations already queued and, for
 // Open, closes the database.
 func (o *Outbox) Close() error {
+	if o.mem != nil {
+		o.closeOnce.Do(func() {
+			o.stopSpill()
+			<-o.spillDone
+			// Stop path: whatever memory holds goes to the database.
+			if err := o.spillAll(context.Background()); err != nil {
+				o.log.Error("spill outbox at close", "error", err)
+			}
+			if o.held != nil {
+				_ = o.held.Close()
+			}
+		})
+	}
 	o.w.Close()
 	if !o.ownDB {
 		return nil
@@ -222,8 +275,8 @@ func (o *Outbox) reload() error {
 		return fmt.Errorf("load outbox depth: %w", err)
 	}
 	var c counters
-	err = o.wr.QueryRow(`SELECT accepted, merged, acked, rejected, dropped_full, dropped_ttl, dropped_corrupt, dropped_rejected, last_accepted FROM outbox_counters WHERE one = 1`).
-		Scan(&c.accepted, &c.merged, &c.acked, &c.rejected, &c.droppedFull, &c.droppedTTL, &c.droppedCorrupt, &c.droppedReject, &c.lastAccepted)
+	err = o.wr.QueryRow(`SELECT accepted, merged, acked, rejected, dropped_full, dropped_ttl, dropped_corrupt, dropped_rejected, last_accepted, spilled, lost_crash FROM outbox_counters WHERE one = 1`).
+		Scan(&c.accepted, &c.merged, &c.acked, &c.rejected, &c.droppedFull, &c.droppedTTL, &c.droppedCorrupt, &c.droppedReject, &c.lastAccepted, &c.spilled, &c.lostCrash)
 	if err != nil {
 		return fmt.Errorf("load outbox counters: %w", err)
 	}
@@ -263,8 +316,8 @@ func (o *Outbox) saveCounters(tx *sql.Tx) {
 	if !changed {
 		return
 	}
-	if _, err := tx.Exec(`UPDATE outbox_counters SET accepted=?, merged=?, acked=?, rejected=?, dropped_full=?, dropped_ttl=?, dropped_corrupt=?, dropped_rejected=?, last_accepted=? WHERE one = 1`,
-		c.accepted, c.merged, c.acked, c.rejected, c.droppedFull, c.droppedTTL, c.droppedCorrupt, c.droppedReject, c.lastAccepted); err != nil {
+	if _, err := tx.Exec(`UPDATE outbox_counters SET accepted=?, merged=?, acked=?, rejected=?, dropped_full=?, dropped_ttl=?, dropped_corrupt=?, dropped_rejected=?, last_accepted=?, spilled=?, lost_crash=? WHERE one = 1`,
+		c.accepted, c.merged, c.acked, c.rejected, c.droppedFull, c.droppedTTL, c.droppedCorrupt, c.droppedReject, c.lastAccepted, c.spilled, c.lostCrash); err != nil {
 		o.log.Warn("save outbox counters", "error", err)
 	}
 }

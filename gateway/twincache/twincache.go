@@ -25,6 +25,8 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
+	"sync"
 	"time"
 
 	_ "github.com/mattn/go-sqlite3" // database/sql driver "sqlite3"
@@ -55,6 +57,13 @@ type Options struct {
 	// SyncNormal makes Open use synchronous=NORMAL (survives process crashes,
 	// may lose the last commits on power loss) instead of FULL.
 	SyncNormal bool
+	// FlushEvery, when positive, holds MergeReported patches in memory and
+	// writes all of them every FlushEvery (and at Flush and Close) in one
+	// transaction, instead of one commit per patch: fewer disk writes, and
+	// a crash loses at most the last FlushEvery of cached reported changes
+	// (after a restart the bridges report every point again). Reads see
+	// the held patches.
+	FlushEvery time.Duration
 	Logger     *slog.Logger
 	Now        func() time.Time
 }
@@ -65,6 +74,13 @@ type Cache struct {
 	own bool
 	log *slog.Logger
 	now func() time.Time
+
+	flushEvery time.Duration
+	mu         sync.Mutex                  // guards pending
+	pending    map[string][]map[string]any // reported patches not written yet, in order, by identity
+	stop       chan struct{}               // closed by Close: the flusher writes what is held and returns
+	done       chan struct{}               // closed when the flusher returned
+	closeOnce  sync.Once
 }
 
 const schema = `
@@ -112,15 +128,116 @@ func New(db *sql.DB, opts Options) (*Cache, error) {
 	if _, err := db.Exec(schema); err != nil {
 		return nil, fmt.Errorf("create twin cache table: %w", err)
 	}
-	return &Cache{db: db, log: opts.Logger, now: opts.Now}, nil
+	c := &Cache{db: db, log: opts.Logger, now: opts.Now, flushEvery: opts.FlushEvery}
+	if c.flushEvery > 0 {
+		c.pending = map[string][]map[string]any{}
+		c.stop, c.done = make(chan struct{}), make(chan struct{})
+		go c.flusher()
+	}
+	return c, nil
 }
 
-// Close closes the database when Open opened it.
+// Close writes the held reported patches and closes the database when
+// Open opened it.
 func (c *Cache) Close() error {
+	var err error
+	if c.stop != nil {
+		c.closeOnce.Do(func() {
+			close(c.stop)
+			<-c.done
+			err = c.Flush(context.Background())
+		})
+	}
 	if !c.own {
+		return err
+	}
+	return errors.Join(err, c.db.Close())
+}
+
+// flusher writes the held patches every FlushEvery until Close.
+func (c *Cache) flusher() {
+	defer close(c.done)
+	t := time.NewTicker(c.flushEvery)
+	defer t.Stop()
+	for {
+		select {
+		case <-c.stop:
+			return
+		case <-t.C:
+			if err := c.Flush(context.Background()); err != nil {
+				c.log.Warn("flush twin cache", "error", err)
+			}
+		}
+	}
+}
+
+// Flush writes the reported patches held in memory, all identities in one
+// transaction. On failure they stay held for the next Flush.
+func (c *Cache) Flush(ctx context.Context) error {
+	c.mu.Lock()
+	held := c.pending
+	if len(held) == 0 {
+		c.mu.Unlock()
 		return nil
 	}
-	return c.db.Close()
+	c.pending = map[string][]map[string]any{}
+	c.mu.Unlock()
+	err := c.inTx(ctx, func(tx *sql.Tx) error {
+		for id, patches := range held {
+			if err := c.updateTx(ctx, tx, id, "reported", func(doc map[string]any) {
+				for _, p := range patches {
+					apply(doc, p)
+				}
+			}, nil); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		c.mu.Lock()
+		for id, patches := range held {
+			c.pending[id] = append(patches, c.pending[id]...)
+		}
+		c.mu.Unlock()
+		return fmt.Errorf("flush twin cache: %w", err)
+	}
+	return nil
+}
+
+// held returns the patches held for id (nil when none or not holding).
+func (c *Cache) held(id string) []map[string]any {
+	if c.pending == nil {
+		return nil
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return slices.Clone(c.pending[id])
+}
+
+// forget drops the patches held for id: what is written next replaces them.
+func (c *Cache) forget(id string) {
+	if c.pending == nil {
+		return
+	}
+	c.mu.Lock()
+	delete(c.pending, id)
+	c.mu.Unlock()
+}
+
+// withHeld applies the patches held for t's identity to t.Reported.
+func (c *Cache) withHeld(t Twin) Twin {
+	ps := c.held(t.Identity)
+	if len(ps) == 0 {
+		return t
+	}
+	if t.Reported == nil {
+		t.Reported = map[string]any{}
+	}
+	for _, p := range ps {
+		apply(t.Reported, p)
+	}
+	return t
 }
 
 // Put stores a full twin (after a twin GET): desired and reported replace
@@ -135,6 +252,7 @@ func (c *Cache) Put(ctx context.Context, id string, desired, reported map[string
 	if err != nil {
 		return fmt.Errorf("cache twin of %s: reported: %w", id, err)
 	}
+	c.forget(id) // reported replaces what is held
 	_, err = c.db.ExecContext(ctx, `INSERT INTO twincache_twin(identity, desired, reported, desired_version, updated) VALUES(?, ?, ?, ?, ?)
 		ON CONFLICT(identity) DO UPDATE SET desired = excluded.desired, reported = excluded.reported,
 			desired_version = excluded.desired_version, updated = excluded.updated`,
@@ -151,17 +269,23 @@ func (c *Cache) Get(ctx context.Context, id string) (Twin, error) {
 	row := c.db.QueryRowContext(ctx, `SELECT identity, desired, reported, desired_version, applied, updated FROM twincache_twin WHERE identity = ?`, id)
 	t, err := scanTwin(row.Scan)
 	if errors.Is(err, sql.ErrNoRows) {
+		if len(c.held(id)) > 0 {
+			return c.withHeld(Twin{Identity: id, Desired: map[string]any{}}), nil
+		}
 		return Twin{}, fmt.Errorf("get cached twin of %s: %w", id, ErrNotFound)
 	}
 	if err != nil {
 		return Twin{}, fmt.Errorf("get cached twin of %s: %w", id, err)
 	}
-	return t, nil
+	return c.withHeld(t), nil
 }
 
 // All returns every cached twin, by identity. Unreadable rows are skipped
 // (and logged), never fatal.
 func (c *Cache) All(ctx context.Context) ([]Twin, error) {
+	if err := c.Flush(ctx); err != nil {
+		return nil, fmt.Errorf("list cached twins: %w", err)
+	}
 	rows, err := c.db.QueryContext(ctx, `SELECT identity, desired, reported, desired_version, applied, updated FROM twincache_twin ORDER BY identity`)
 	if err != nil {
 		return nil, fmt.Errorf("list cached twins: %w", err)
@@ -215,6 +339,12 @@ func (c *Cache) Applied(ctx context.Context, id string) (int64, error) {
 // needed. The gateway wins for reported: an unreadable cached section is
 // replaced by the patch (nulls removed).
 func (c *Cache) MergeReported(ctx context.Context, id string, patch map[string]any) error {
+	if c.pending != nil {
+		c.mu.Lock()
+		c.pending[id] = append(c.pending[id], patch)
+		c.mu.Unlock()
+		return nil
+	}
 	return c.update(ctx, id, "reported", func(doc map[string]any) { apply(doc, patch) }, nil)
 }
 
@@ -236,6 +366,7 @@ func (c *Cache) MergeDesired(ctx context.Context, id string, patch map[string]an
 
 // Delete forgets id's cached twin.
 func (c *Cache) Delete(ctx context.Context, id string) error {
+	c.forget(id)
 	if _, err := c.db.ExecContext(ctx, `DELETE FROM twincache_twin WHERE identity = ?`, id); err != nil {
 		return fmt.Errorf("forget cached twin of %s: %w", id, err)
 	}
@@ -245,13 +376,29 @@ func (c *Cache) Delete(ctx context.Context, id string) error {
 // update reads, changes and writes one section of id's twin in one
 // transaction. version, when not nil, decides on the desired version.
 func (c *Cache) update(ctx context.Context, id, section string, change func(map[string]any), version func(int64) (int64, bool)) error {
+	return c.inTx(ctx, func(tx *sql.Tx) error { return c.updateTx(ctx, tx, id, section, change, version) })
+}
+
+// inTx runs fn in a transaction and commits it.
+func (c *Cache) inTx(ctx context.Context, fn func(tx *sql.Tx) error) error {
 	tx, err := c.db.BeginTx(ctx, nil)
 	if err != nil {
-		return fmt.Errorf("update cached %s of %s: %w", section, id, err)
+		return fmt.Errorf("update twin cache: %w", err)
 	}
 	defer func() { _ = tx.Rollback() }()
+	if err := fn(tx); err != nil {
+		return err
+	}
+	if err := tx.Commit(); err != nil {
+		return fmt.Errorf("update twin cache: commit: %w", err)
+	}
+	return nil
+}
+
+// updateTx is update inside tx.
+func (c *Cache) updateTx(ctx context.Context, tx *sql.Tx, id, section string, change func(map[string]any), version func(int64) (int64, bool)) error {
 	var raw, verV any
-	err = tx.QueryRowContext(ctx, `SELECT `+section+`, desired_version FROM twincache_twin WHERE identity = ?`, id).Scan(&raw, &verV)
+	err := tx.QueryRowContext(ctx, `SELECT `+section+`, desired_version FROM twincache_twin WHERE identity = ?`, id).Scan(&raw, &verV)
 	if err != nil && !errors.Is(err, sql.ErrNoRows) {
 		return fmt.Errorf("update cached %s of %s: %w", section, id, err)
 	}
@@ -283,9 +430,6 @@ func (c *Cache) update(ctx context.Context, id, section string, change func(map[
 	}
 	if err != nil {
 		return fmt.Errorf("update cached %s of %s: %w", section, id, err)
-	}
-	if err := tx.Commit(); err != nil {
-		return fmt.Errorf("update cached %s of %s: commit: %w", section, id, err)
 	}
 	return nil
 }

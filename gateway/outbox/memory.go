@@ -1,0 +1,411 @@
+package outbox
+
+// Memory: under Spill durability, accepted messages are held here until the
+// hub acknowledges them, and spilled to SQLite in batches when they stay
+// unacknowledged for SpillAfter, when more than MemoryBytes are held, and at
+// Close.
+
+import (
+	"context"
+	"database/sql"
+	"encoding/binary"
+	"fmt"
+	"os"
+	"slices"
+	"time"
+)
+
+// Durability says when an accepted message reaches the disk.
+type Durability uint8
+
+// Durability modes. The zero value is EveryMessage.
+const (
+	// EveryMessage commits every accept before Accept returns (concurrent
+	// accepts still share a transaction).
+	EveryMessage Durability = iota
+	// Batched commits accepts in group commits at most every BatchEvery;
+	// Accept returns after its batch committed.
+	Batched
+	// Spill holds accepted messages in memory while the hub acknowledges
+	// them promptly; Accept returns at once. A message still unacknowledged
+	// SpillAfter after its accept, a memory backlog over MemoryBytes and
+	// Close move them to SQLite in one transaction per batch. A crash or a
+	// power cut loses at most the messages accepted during the last
+	// SpillAfter (plus those a spill transaction was committing).
+	Spill
+)
+
+// ParseDurability reads the configuration spelling of a durability mode:
+// "spill", "batched" or "every_message".
+func ParseDurability(s string) (Durability, error) {
+	switch s {
+	case "spill":
+		return Spill, nil
+	case "batched":
+		return Batched, nil
+	case "every_message":
+		return EveryMessage, nil
+	}
+	return 0, fmt.Errorf("outbox durability %q: want spill, batched or every_message", s)
+}
+
+// String returns the configuration spelling of the mode.
+func (d Durability) String() string {
+	switch d {
+	case Spill:
+		return "spill"
+	case Batched:
+		return "batched"
+	}
+	return "every_message"
+}
+
+// memEntry is one message held in memory.
+type memEntry struct {
+	e        Entry
+	props    string
+	size     int64
+	spilling bool // a spill transaction holds a copy; an Ack must delete the row too
+	acked    bool // acked while spilling: the spill skips it if it has not inserted it yet
+	gone     bool // acked or spilled: skipped by the fifo
+}
+
+// memQueue is the in-memory part of the queue. Its fields are guarded by
+// Outbox.mu.
+type memQueue struct {
+	bySeq map[int64]*memEntry
+	per   map[string][]*memEntry // per identity, in seq order
+	fifo  []*memEntry            // every entry in seq order (accept order); gone ones pruned from the head
+	bytes int64
+	n     int64
+	seq   int64 // last sequence number given out (above every row in the database)
+	poke  chan struct{}
+}
+
+func newMemQueue() *memQueue {
+	return &memQueue{bySeq: map[int64]*memEntry{}, per: map[string][]*memEntry{}, poke: make(chan struct{}, 1)}
+}
+
+func (q *memQueue) add(m *memEntry) {
+	q.bySeq[m.e.Seq] = m
+	q.per[m.e.Identity] = append(q.per[m.e.Identity], m)
+	q.fifo = append(q.fifo, m)
+	q.bytes += m.size
+	q.n++
+}
+
+func (q *memQueue) drop(m *memEntry) {
+	if m.gone {
+		return
+	}
+	m.gone = true
+	delete(q.bySeq, m.e.Seq)
+	l := q.per[m.e.Identity]
+	if i := slices.Index(l, m); i >= 0 {
+		l = slices.Delete(l, i, i+1)
+	}
+	if len(l) == 0 {
+		delete(q.per, m.e.Identity)
+	} else {
+		q.per[m.e.Identity] = l
+	}
+	q.bytes -= m.size
+	q.n--
+	for len(q.fifo) > 0 && q.fifo[0].gone {
+		q.fifo[0] = nil
+		q.fifo = q.fifo[1:]
+	}
+}
+
+func (q *memQueue) wake() {
+	select {
+	case q.poke <- struct{}{}:
+	default:
+	}
+}
+
+// acceptMem holds p in memory (Spill durability). A reported patch is merged
+// into the identity's latest reported entry held in memory when there is one
+// that no spill is copying.
+func (o *Outbox) acceptMem(ctx context.Context, p prepared) error {
+	o.mu.Lock()
+	now := max(o.opts.Now().UnixNano(), o.c.lastAccepted)
+	produced := now
+	if !p.ProducedAt.IsZero() {
+		produced = p.ProducedAt.UnixNano()
+	}
+	q := o.mem
+	if p.Kind == Reported {
+		l := q.per[p.Identity]
+		for i := len(l) - 1; i >= 0; i-- {
+			m := l[i]
+			if m.e.Kind != Reported {
+				continue
+			}
+			if m.spilling {
+				break
+			}
+			prev, err := decodePatch(m.e.Body)
+			if err != nil {
+				break
+			}
+			merged, ok := Compose(prev, p.patch)
+			if !ok {
+				break
+			}
+			nb, err := encodePatch(merged)
+			if err != nil {
+				break
+			}
+			size := rowSize(len(nb), 0, len(p.ID))
+			q.bytes += size - m.size
+			m.size, m.e.Body, m.e.ID, m.e.ProducedAt = size, nb, p.ID, time.Unix(0, produced)
+			o.c.accepted++
+			o.c.merged++
+			o.c.lastAccepted = now
+			o.mu.Unlock()
+			o.wakeDrainer()
+			return nil
+		}
+	}
+	q.seq++
+	m := &memEntry{e: Entry{Message: p.Message, Seq: q.seq, AcceptedAt: time.Unix(0, now)}, props: p.props, size: p.size}
+	m.e.ProducedAt = time.Unix(0, produced)
+	q.add(m)
+	o.recordHeld()
+	o.c.accepted++
+	o.c.lastAccepted = now
+	over := q.bytes > o.opts.MemoryBytes
+	first := q.n == 1
+	o.mu.Unlock()
+	o.wakeDrainer()
+	if over {
+		// Memory is bounded: the producer waits for the spill of the oldest
+		// half, which is what makes the bound hold under a dead uplink.
+		return o.spill(ctx, func(m *memEntry, _ time.Time) bool { return true }, o.opts.MemoryBytes/2)
+	}
+	if first {
+		q.wake() // the spiller sleeps without a deadline while memory is empty
+	}
+	return nil
+}
+
+func (o *Outbox) wakeDrainer() {
+	select {
+	case o.notify <- struct{}{}:
+	default:
+	}
+}
+
+// spill moves held entries to the database in one transaction: from the
+// oldest, those pick accepts, until at most keep bytes stay in memory
+// (keep < 0: no byte limit). Entries acknowledged while the transaction runs
+// are deleted again by their Ack.
+func (o *Outbox) spill(ctx context.Context, pick func(m *memEntry, now time.Time) bool, keep int64) error {
+	o.mu.Lock()
+	q := o.mem
+	now := o.opts.Now()
+	var batch []*memEntry
+	left := q.bytes
+	for _, m := range q.fifo {
+		if m.gone || m.spilling {
+			continue
+		}
+		if (keep < 0 || left <= keep) && !pick(m, now) {
+			break
+		}
+		m.spilling = true
+		left -= m.size
+		batch = append(batch, m)
+	}
+	o.mu.Unlock()
+	if len(batch) == 0 {
+		return nil
+	}
+	err := o.write(ctx, fmt.Sprintf("spill %d outbox entries", len(batch)), func(tx *sql.Tx) error {
+		// Entries acked before this runs are not written; their Ack found no
+		// row, so they are counted here. An Ack after this point deletes the row.
+		var ins []*memEntry
+		o.mu.Lock()
+		for _, m := range batch {
+			if m.acked {
+				o.countLocked(dropAcked)
+				continue
+			}
+			ins = append(ins, m)
+		}
+		o.mu.Unlock()
+		for _, m := range ins {
+			p := prepared{Message: m.e.Message, props: m.props, size: m.size, seq: m.e.Seq}
+			if err := o.insertTx(tx, p, m.e.AcceptedAt.UnixNano(), m.e.ProducedAt.UnixNano()); err != nil {
+				return err
+			}
+		}
+		o.mu.Lock()
+		o.c.spilled += int64(len(ins))
+		o.mu.Unlock()
+		return nil
+	})
+	o.mu.Lock()
+	for _, m := range batch {
+		if err != nil {
+			m.spilling = false
+			continue
+		}
+		q.drop(m)
+	}
+	o.recordHeld()
+	o.mu.Unlock()
+	if err != nil {
+		return fmt.Errorf("spill outbox entries: %w", err)
+	}
+	return nil
+}
+
+// spiller spills entries that stayed unacknowledged: it wakes when the
+// oldest held entry is three quarters of SpillAfter old and spills every
+// entry older than a quarter of it, so no entry stays in memory longer than
+// SpillAfter plus the spill's commit.
+func (o *Outbox) spiller(ctx context.Context) {
+	defer close(o.spillDone)
+	bound := o.opts.SpillAfter
+	timer := time.NewTimer(time.Hour)
+	timer.Stop()
+	defer timer.Stop()
+	for {
+		o.mu.Lock()
+		next := time.Duration(-1)
+		for _, m := range o.mem.fifo {
+			if !m.gone && !m.spilling {
+				next = max(time.Until(m.e.AcceptedAt.Add(bound*3/4)), 0)
+				break
+			}
+		}
+		o.mu.Unlock()
+		if next >= 0 {
+			timer.Reset(next)
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-o.mem.poke:
+			timer.Stop()
+			continue
+		case <-timer.C:
+		}
+		cutoff := bound / 4
+		if err := o.spill(ctx, func(m *memEntry, now time.Time) bool { return now.Sub(m.e.AcceptedAt) >= cutoff }, -1); err != nil {
+			o.log.Warn("spill outbox", "error", err)
+		}
+	}
+}
+
+// recordHeld writes the number of entries held in memory into HeldFile, in
+// place and without sync: a process crash leaves it in the page cache, so
+// the next start reads what was held; a power cut may leave an older figure.
+// Rewriting one page while it is dirty costs one page write per writeback
+// period, not one per call. Called with o.mu held.
+func (o *Outbox) recordHeld() {
+	if o.held == nil {
+		return
+	}
+	var b [16]byte
+	copy(b[:8], heldMagic)
+	binary.LittleEndian.PutUint64(b[8:], uint64(o.mem.n))
+	if _, err := o.held.WriteAt(b[:], 0); err != nil {
+		o.log.Warn("record outbox entries held in memory", "error", err)
+	}
+}
+
+const heldMagic = "drvheld1"
+
+// countLost opens HeldFile and adds what a previous run left in it (entries
+// held in memory when it crashed) to the lost count.
+func (o *Outbox) countLost() error {
+	if o.opts.HeldFile == "" || o.opts.Durability != Spill {
+		return nil
+	}
+	f, err := os.OpenFile(o.opts.HeldFile, os.O_RDWR|os.O_CREATE, 0o600)
+	if err != nil {
+		return fmt.Errorf("open outbox held file: %w", err)
+	}
+	var b [16]byte
+	if n, _ := f.ReadAt(b[:], 0); n == len(b) && string(b[:8]) == heldMagic {
+		if lost := int64(binary.LittleEndian.Uint64(b[8:])); lost > 0 {
+			o.log.Warn("outbox entries held in memory were lost in a crash", "entries", lost)
+			o.c.lostCrash += lost
+			if _, err := o.wr.Exec(`UPDATE outbox_counters SET lost_crash = ? WHERE one = 1`, o.c.lostCrash); err != nil {
+				f.Close()
+				return fmt.Errorf("count outbox entries lost in memory: %w", err)
+			}
+		}
+	}
+	o.held = f
+	clear(b[:])
+	copy(b[:8], heldMagic)
+	if _, err := f.WriteAt(b[:], 0); err != nil {
+		f.Close()
+		return fmt.Errorf("reset outbox held file: %w", err)
+	}
+	return nil
+}
+
+// memNext returns up to limit held entries of one identity (all when
+// identity is ""), of one kind when kind is not 0, in seq order.
+func (o *Outbox) memNext(identity string, kind Kind, limit int) []Entry {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	if o.mem == nil {
+		return nil
+	}
+	src := o.mem.fifo
+	if identity != "" {
+		src = o.mem.per[identity]
+	}
+	var out []Entry
+	for _, m := range src {
+		if len(out) >= limit {
+			break
+		}
+		if m.gone || (kind != 0 && m.e.Kind != kind) {
+			continue
+		}
+		out = append(out, m.e)
+	}
+	return out
+}
+
+// memAck removes the receipts that name held entries and returns the
+// others, which name database rows (spilling entries are removed from
+// memory and returned too: their row may be committed).
+func (o *Outbox) memAck(rs []Receipt, reason dropReason) []Receipt {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	if o.mem == nil {
+		return rs
+	}
+	var rest []Receipt
+	for _, r := range rs {
+		m := o.mem.bySeq[r.Seq]
+		if m == nil || m.e.ID != r.ID {
+			rest = append(rest, r)
+			continue
+		}
+		o.mem.drop(m)
+		if m.spilling {
+			// The row may be committed: the database removal counts it if so,
+			// and the spill counts it if it skipped the entry.
+			m.acked = true
+			rest = append(rest, r)
+			continue
+		}
+		o.countLocked(reason)
+	}
+	o.recordHeld()
+	return rest
+}
+
+// spillAll moves everything held to the database (Close).
+func (o *Outbox) spillAll(ctx context.Context) error {
+	return o.spill(ctx, func(*memEntry, time.Time) bool { return true }, -1)
+}
