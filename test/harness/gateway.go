@@ -24,8 +24,13 @@ type GatewayConfig struct {
 	// OutboxMaxBytes (e.g. "1GiB") and OutboxOnFull (drop_oldest |
 	// reject_new) bound the outbox.
 	OutboxMaxBytes, OutboxOnFull string
-	Buses                        []Bus
-	Devices                      []Device
+	// OutboxDurability (spill | batched | every_message) and
+	// OutboxSpillAfter set when messages reach the disk; empty/zero: the
+	// gateway's defaults.
+	OutboxDurability string
+	OutboxSpillAfter time.Duration
+	Buses            []Bus
+	Devices          []Device
 }
 
 // Upstream is the upstream section of a GatewayConfig.
@@ -81,7 +86,8 @@ func (c GatewayConfig) YAML() string {
 	if c.ProfilesDir != "" {
 		fmt.Fprintf(&b, "profiles_dir: %s\n", c.ProfilesDir)
 	}
-	section("outbox", "max_bytes", c.OutboxMaxBytes, "on_full", c.OutboxOnFull)
+	section("outbox", "max_bytes", c.OutboxMaxBytes, "on_full", c.OutboxOnFull,
+		"durability", c.OutboxDurability, "spill_after", duration(c.OutboxSpillAfter))
 	if len(c.Buses) > 0 {
 		b.WriteString("buses:\n")
 		for _, bus := range c.Buses {

@@ -114,6 +114,8 @@ type env struct {
 	devices  []string
 	orphans  int // plugin processes left behind by a SIGKILLed gateway
 	gwStarts int
+
+	durability string // the gateway's outbox.durability; every_message unless a test sets it before start
 }
 
 // newEnv prepares directories, ports and the random source; it starts nothing.
@@ -265,7 +267,7 @@ func (e *env) start() {
 
 	var devs []harness.Device
 	for i, id := range e.devices {
-		devs = append(devs, harness.Device{ID: id, Bus: "plant-lan", Address: i + 1, Profile: "soak-pump", Poll: 200 * time.Millisecond})
+		devs = append(devs, harness.Device{ID: id, Bus: "plant-lan", Address: i + 1, Profile: "soak-pump", Poll: soakPoll})
 	}
 	e.gwCfg = filepath.Join(e.dir, "gateway.yaml")
 	harness.GatewayConfig{
@@ -275,11 +277,26 @@ func (e *env) start() {
 		PluginsDir: filepath.Dir(bin(t, "drover-plugin-modbus")), RestartBackoff: [2]time.Duration{200 * time.Millisecond, 2 * time.Second},
 		ProfilesDir:    profiles,
 		OutboxMaxBytes: "1GiB", OutboxOnFull: "drop_oldest",
+		OutboxDurability: e.durabilityOrDefault(), OutboxSpillAfter: soakSpillAfter,
 		Buses:   []harness.Bus{{Name: "plant-lan", Mode: "tcp", Address: e.simTCP, Timeout: 500 * time.Millisecond}},
 		Devices: devs,
 	}.Write(t, e.gwCfg)
 	e.installWitness()
 	e.startGateway()
+}
+
+// soakSpillAfter is the spill bound under spill durability, and soakPoll
+// the devices' poll period: together they bound what a gateway kill loses.
+const (
+	soakSpillAfter = 2 * time.Second
+	soakPoll       = 200 * time.Millisecond
+)
+
+func (e *env) durabilityOrDefault() string {
+	if e.durability == "" {
+		return "every_message"
+	}
+	return e.durability
 }
 
 // installWitness creates the outbox's tables (with the outbox package, so
