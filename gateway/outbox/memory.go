@@ -60,6 +60,9 @@ func (d Durability) String() string {
 	return "every_message"
 }
 
+// spillCommitEvery spaces the outbox's commits under Spill durability.
+const spillCommitEvery = 100 * time.Millisecond
+
 // memEntry is one message held in memory.
 type memEntry struct {
 	e        Entry
@@ -264,8 +267,8 @@ func (o *Outbox) spill(ctx context.Context, pick func(m *memEntry, now time.Time
 
 // spiller spills entries that stayed unacknowledged: it wakes when the
 // oldest held entry is three quarters of SpillAfter old and spills every
-// entry older than a quarter of it, so no entry stays in memory longer than
-// SpillAfter plus the spill's commit.
+// entry older than an eighth of it, so no entry stays in memory longer than
+// three quarters of SpillAfter plus the spill's commit.
 func (o *Outbox) spiller(ctx context.Context) {
 	defer close(o.spillDone)
 	bound := o.opts.SpillAfter
@@ -293,7 +296,11 @@ func (o *Outbox) spiller(ctx context.Context) {
 			continue
 		case <-timer.C:
 		}
-		cutoff := bound / 4
+		// Everything older than an eighth of the bound goes, not only the
+		// oldest: fewer, larger transactions write fewer pages per message
+		// (index and counter pages are written once per commit); entries
+		// younger than that are likely in flight to a healthy uplink.
+		cutoff := bound / 8
 		if err := o.spill(ctx, func(m *memEntry, now time.Time) bool { return now.Sub(m.e.AcceptedAt) >= cutoff }, -1); err != nil {
 			o.log.Warn("spill outbox", "error", err)
 		}

@@ -170,6 +170,10 @@ func start(wr, rd *sql.DB, own bool, opts Options) (*Outbox, error) {
 	case Batched:
 		minInterval = opts.BatchEvery
 	case Spill:
+		// What is left to write (spills, acks of spilled rows while a
+		// backlog drains) is not waited for by producers: gathering it
+		// into fewer commits writes fewer pages.
+		minInterval = spillCommitEvery
 		o.mem = newMemQueue()
 		if err := wr.QueryRow(`SELECT COALESCE(MAX(seq), 0) FROM outbox_msg`).Scan(&o.mem.seq); err != nil {
 			return nil, fmt.Errorf("read outbox sequence: %w", err)
