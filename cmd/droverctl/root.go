@@ -13,6 +13,7 @@ import (
 
 	"github.com/drover-iot/drover/internal/sas"
 	"github.com/drover-iot/drover/internal/serviceclient"
+	"github.com/drover-iot/drover/internal/version"
 )
 
 // Environment variables read when the matching global flag is not given.
@@ -69,8 +70,9 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, getenv fu
 
 func (a *app) rootCmd() *cobra.Command {
 	root := &cobra.Command{
-		Use:   "droverctl",
-		Short: "Operate a Drover hub (localhub or Azure IoT Hub) over its service API",
+		Use:     "droverctl",
+		Version: version.Version,
+		Short:   "Operate a Drover hub (localhub or Azure IoT Hub) over its service API",
 		Long: `droverctl manages device identities, twins, direct methods, queries,
 telemetry and enrollment groups through the IoT Hub service REST API.
 

@@ -7,10 +7,12 @@ import (
 	"io"
 
 	"github.com/spf13/cobra"
+
+	"github.com/drover-iot/drover/internal/version"
 )
 
-// Version is set at build time with -ldflags "-X github.com/drover-iot/drover/gateway/cli.Version=…".
-var Version = "dev"
+// Version is the build's version (internal/version, stamped by make).
+var Version = version.Version
 
 // Main runs drover with args and returns the exit code.
 func Main(args []string, stdout, stderr io.Writer) int {

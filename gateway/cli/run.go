@@ -1,6 +1,7 @@
 package cli
 
 import (
+	"context"
 	"fmt"
 	"io"
 	"log/slog"
@@ -13,6 +14,7 @@ import (
 
 	"github.com/drover-iot/drover/gateway/config"
 	"github.com/drover-iot/drover/gateway/daemon"
+	"github.com/drover-iot/drover/internal/sdnotify"
 )
 
 func runCmd(stderr io.Writer) *cobra.Command {
@@ -48,10 +50,34 @@ func runCmd(stderr io.Writer) *cobra.Command {
 			}
 			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
 			defer stop()
-			return d.Run(ctx)
+			return runNotifying(ctx, d, log)
 		},
 	}
 	c.Flags().StringVarP(&path, "config", "c", "", "gateway.yaml")
 	c.Flags().StringVar(&level, "log-level", "", "debug, info, warn or error (default: gateway.log_level)")
 	return c
+}
+
+// runNotifying runs the daemon and tells systemd (Type=notify units, see
+// configs/package/drover.service) that it is ready once the local API
+// listens, and that it is stopping when ctx ends. Outside systemd the
+// notifications are no-ops.
+func runNotifying(ctx context.Context, d *daemon.Daemon, log *slog.Logger) error {
+	done := make(chan error, 1)
+	go func() { done <- d.Run(ctx) }()
+	select {
+	case <-d.APIReady():
+		if _, err := sdnotify.Notify(sdnotify.Ready); err != nil {
+			log.Warn("notify systemd", "error", err)
+		}
+	case err := <-done:
+		return err
+	}
+	select {
+	case err := <-done:
+		return err
+	case <-ctx.Done():
+		_, _ = sdnotify.Notify(sdnotify.Stopping)
+		return <-done
+	}
 }

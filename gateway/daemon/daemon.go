@@ -27,8 +27,8 @@ import (
 	"github.com/drover-iot/drover/gateway/outbox"
 	"github.com/drover-iot/drover/gateway/twincache"
 	"github.com/drover-iot/drover/gateway/upstream"
+	"github.com/drover-iot/drover/internal/certpool"
 	"github.com/drover-iot/drover/internal/sas"
-	"github.com/drover-iot/drover/localhub/certs"
 	"github.com/drover-iot/drover/plugins"
 	"github.com/drover-iot/drover/plugins/host"
 )
@@ -145,7 +145,7 @@ func (d *Daemon) readUpstream() error {
 	}
 	d.tlsCfg = &tls.Config{MinVersion: tls.VersionTLS12}
 	if u.CAFile != "" {
-		pool, err := certs.Pool(u.CAFile)
+		pool, err := certpool.Load(u.CAFile)
 		if err != nil {
 			return fmt.Errorf("upstream ca_file: %w", err)
 		}

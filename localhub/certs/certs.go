@@ -18,6 +18,8 @@ import (
 	"os"
 	"path/filepath"
 	"time"
+
+	"github.com/drover-iot/drover/internal/certpool"
 )
 
 // Files names the PEM files in a tls directory.
@@ -67,17 +69,7 @@ func Ensure(dir, hostname string, now time.Time) (*tls.Config, Files, error) {
 }
 
 // Pool returns a cert pool holding the CA in file.
-func Pool(caFile string) (*x509.CertPool, error) {
-	b, err := os.ReadFile(caFile)
-	if err != nil {
-		return nil, fmt.Errorf("read CA %s: %w", caFile, err)
-	}
-	p := x509.NewCertPool()
-	if !p.AppendCertsFromPEM(b) {
-		return nil, fmt.Errorf("read CA %s: no PEM certificate in file", caFile)
-	}
-	return p, nil
-}
+func Pool(caFile string) (*x509.CertPool, error) { return certpool.Load(caFile) }
 
 func exists(p string) bool { _, err := os.Stat(p); return err == nil }
 

@@ -11,6 +11,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/drover-iot/drover/internal/version"
 	"github.com/drover-iot/drover/localhub"
 	"github.com/drover-iot/drover/localhub/console"
 )
@@ -23,7 +24,11 @@ func Main(args []string, stdout, stderr io.Writer) int {
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
-	root.AddCommand(serveCmd(stdout, stderr))
+	root.AddCommand(serveCmd(stdout, stderr), &cobra.Command{
+		Use:   "version",
+		Short: "Print the version",
+		Run:   func(*cobra.Command, []string) { fmt.Fprintln(stdout, "droverhub", version.Version) },
+	})
 	root.SetArgs(args)
 	root.SetOut(stdout)
 	root.SetErr(stderr)

@@ -9,13 +9,15 @@ import (
 	"sync"
 	"time"
 
+	"github.com/drover-iot/drover/internal/version"
 	"github.com/drover-iot/drover/plugins"
 )
 
 const pluginName = "modbus"
 
-// Version is the driver version reported by Describe.
-var Version = "0.1.0"
+// Version is the driver version reported by Describe: the release it was
+// built in (internal/version, stamped by make).
+var Version = version.Version
 
 // Driver implements plugins.Plugin for Modbus TCP, RTU and ASCII. It is safe
 // for concurrent use: each bus runs one transaction at a time, and each
