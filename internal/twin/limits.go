@@ -301,7 +301,7 @@ func (v *validator) value(x any, depth int) (int, error) {
 			return 8, v.integer(rv.Int())
 		}
 		if u := rv.Uint(); u > MaxSafeInteger {
-			return 0, v.fail(LimitNumber, fmt.Sprintf("integer %d outside [%d, %d]", u, MinSafeInteger, MaxSafeInteger))
+			return 0, v.fail(LimitNumber, fmt.Sprintf("integer %d outside [%d, %d]", u, int64(MinSafeInteger), int64(MaxSafeInteger)))
 		}
 		return 8, nil
 	case map[string]any:
@@ -352,7 +352,7 @@ func (v *validator) number(n json.Number) error {
 	}
 	i, err := strconv.ParseInt(s, 10, 64)
 	if err != nil || i < MinSafeInteger || i > MaxSafeInteger {
-		return v.fail(LimitNumber, fmt.Sprintf("integer %s outside [%d, %d]", s, MinSafeInteger, MaxSafeInteger))
+		return v.fail(LimitNumber, fmt.Sprintf("integer %s outside [%d, %d]", s, int64(MinSafeInteger), int64(MaxSafeInteger)))
 	}
 	return nil
 }
@@ -366,7 +366,7 @@ func (v *validator) float(f float64) error {
 
 func (v *validator) integer(i int64) error {
 	if i < MinSafeInteger || i > MaxSafeInteger {
-		return v.fail(LimitNumber, fmt.Sprintf("integer %d outside [%d, %d]", i, MinSafeInteger, MaxSafeInteger))
+		return v.fail(LimitNumber, fmt.Sprintf("integer %d outside [%d, %d]", i, int64(MinSafeInteger), int64(MaxSafeInteger)))
 	}
 	return nil
 }
