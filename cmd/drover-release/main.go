@@ -23,6 +23,8 @@ import (
 	"os"
 	"path/filepath"
 	"sort"
+	"strconv"
+	"time"
 
 	"github.com/goreleaser/nfpm/v2"
 	_ "github.com/goreleaser/nfpm/v2/deb" // registers the deb packager
@@ -120,7 +122,11 @@ func Info(p Package, o options) (*nfpm.Info, error) {
 		return nil, fmt.Errorf("unsupported -arch %q (want amd64, arm64 or arm)", o.GoArch)
 	}
 	pkgDir := filepath.Join(o.Root, "configs", "package")
-	var c contents
+	mtime, err := sourceDateEpoch()
+	if err != nil {
+		return nil, err
+	}
+	c := contents{mtime: mtime}
 	info := &nfpm.Info{
 		Name:          string(p),
 		Arch:          o.GoArch,
@@ -133,6 +139,7 @@ func Info(p Package, o options) (*nfpm.Info, error) {
 		Vendor:        "Drover",
 		Homepage:      "https://github.com/drover-iot/drover",
 		License:       "Proprietary",
+		MTime:         mtime,
 	}
 	info.Deb.Arch = arch
 	// Binaries link glibc dynamically (cgo SQLite); the scripts use shadow's
@@ -182,10 +189,26 @@ func scripts(pkgDir, name string) nfpm.Scripts {
 	return nfpm.Scripts{PostInstall: s("postinst"), PreRemove: s("prerm"), PostRemove: s("postrm")}
 }
 
-// contents collects package entries; the first error sticks.
+// sourceDateEpoch is $SOURCE_DATE_EPOCH as a time (zero when unset: the
+// files' own times are used).
+func sourceDateEpoch() (time.Time, error) {
+	s := os.Getenv("SOURCE_DATE_EPOCH")
+	if s == "" {
+		return time.Time{}, nil
+	}
+	sec, err := strconv.ParseInt(s, 10, 64)
+	if err != nil {
+		return time.Time{}, fmt.Errorf("SOURCE_DATE_EPOCH=%q: %w", s, err)
+	}
+	return time.Unix(sec, 0).UTC(), nil
+}
+
+// contents collects package entries, all stamped with mtime when it is set;
+// the first error sticks.
 type contents struct {
-	list files.Contents
-	err  error
+	list  files.Contents
+	mtime time.Time
+	err   error
 }
 
 func (c *contents) add(src, dst, typ string, mode os.FileMode) {
@@ -199,7 +222,7 @@ func (c *contents) add(src, dst, typ string, mode os.FileMode) {
 		}
 	}
 	c.list = append(c.list, &files.Content{Source: src, Destination: dst, Type: typ,
-		FileInfo: &files.ContentFileInfo{Owner: "root", Group: "root", Mode: mode}})
+		FileInfo: &files.ContentFileInfo{Owner: "root", Group: "root", Mode: mode, MTime: c.mtime}})
 }
 
 func (c *contents) binary(dir, name, dst string, required bool) {
