@@ -52,6 +52,7 @@ build:
 # Tests start real processes (hub, plugins, simulators), so build first.
 test: build lint
 	DROVER_BIN=$(CURDIR)/$(BIN) $(GO) test $(RACE) -count=1 -timeout 20m $(PKGS)
+	cd cmd/drover-release && $(GO) test -count=1 ./...
 
 bench: build
 	DROVER_BIN=$(CURDIR)/$(BIN) DROVER_BENCH=1 $(GO) test -run '^$$' -bench . -benchtime 1x -timeout 60m ./test/bench/... $(BENCHFLAGS)
@@ -109,7 +110,8 @@ qemu-wrappers-%: release-bin-%
 
 # The amd64 packages from bin/ (the same flags as release): contents,
 # conffiles, maintainer scripts, install/upgrade/remove/purge in a throwaway
-# root, unit files, the installed drover. Part of make test.
+# root, unit files, the installed drover. make test runs the same tests
+# (test/release is in ./...); this target runs only them.
 package-test: build
 	cd cmd/drover-release && $(GO) test -count=1 ./...
 	DROVER_BIN=$(CURDIR)/$(BIN) $(GO) test -count=1 -timeout 10m ./test/release/
