@@ -120,8 +120,7 @@ package-test: build
 # gateway's basic end-to-end check with hub, gateway, Modbus plugin and devsim
 # all armhf. Slow (three cgo cross builds, emulation), so not in make test.
 release-test: qemu-wrappers-arm64 qemu-wrappers-arm
-	DROVER_CROSS="arm64=$(CURDIR)/$(DIST)/qemu-arm64 arm=$(CURDIR)/$(DIST)/qemu-arm" \
-		$(GO) test -count=1 -run 'TestCross' -timeout 15m ./test/release/
+	DROVER_DIST=$(CURDIR)/$(DIST) $(GO) test -count=1 -run 'TestCross' -timeout 15m ./test/release/
 	DROVER_BIN=$(CURDIR)/$(DIST)/qemu-arm $(GO) test -count=1 -timeout 15m \
 		-run 'TestGatewayEndToEnd/children_provisioned_and_telemetry_arrives' ./test/e2e/
 
