@@ -83,7 +83,7 @@ demo: build
 release:
 	rm -rf $(DIST)
 	$(MAKE) $(addprefix release-deb-,$(RELEASE_ARCHES))
-	cd $(DIST) && find . -type f | sed 's|^\./||' | LC_ALL=C sort | xargs sha256sum > SHA256SUMS
+	cd $(DIST) && find . -type f ! -name SHA256SUMS | sed 's|^\./||' | LC_ALL=C sort | xargs sha256sum > SHA256SUMS
 	@echo "release $(VERSION) in $(DIST)/"; cat $(DIST)/SHA256SUMS
 
 release-bin-%:
