@@ -103,7 +103,7 @@ func Parse(b []byte) (Image, error) {
 	}
 	le := binary.LittleEndian
 	if m := le.Uint32(b); m != Magic {
-		return Image{}, fmt.Errorf("image header magic %#08x, want %#08x: %w", m, Magic, ErrInvalid)
+		return Image{}, fmt.Errorf("image header magic %#08x, want %#08x: %w", m, uint32(Magic), ErrInvalid)
 	}
 	img := Image{
 		LoadAddr:   le.Uint32(b[4:]),
