@@ -15,10 +15,6 @@ import (
 
 const pluginName = "modbus"
 
-// Version is the driver version reported by Describe: the release it was
-// built in (internal/version, stamped by make).
-var Version = version.Version
-
 // Driver implements plugins.Plugin for Modbus TCP, RTU and ASCII. It is safe
 // for concurrent use: each bus runs one transaction at a time, and each
 // device one operation at a time.
@@ -71,7 +67,7 @@ type device struct {
 func (d *Driver) Describe(context.Context) (plugins.Description, error) {
 	return plugins.Description{
 		Name:    pluginName,
-		Version: Version,
+		Version: version.Version, // the release it was built in (stamped by make)
 		Capabilities: []plugins.Capability{plugins.CapRead, plugins.CapWrite, plugins.CapIdentify,
 			plugins.CapScan, plugins.CapReboot, plugins.CapFactoryReset},
 		BusKeys:     append([]string(nil), busKeys...),
