@@ -8,6 +8,7 @@ import (
 	"os"
 	"sort"
 	"strings"
+	"time"
 
 	"github.com/spf13/cobra"
 
@@ -33,6 +34,7 @@ type checkReport struct {
 
 func (t *tools) configCheckCmd() *cobra.Command {
 	var output, pluginsDir string
+	var pluginTimeout time.Duration
 	c := &cobra.Command{
 		Use:   "check FILE",
 		Short: "Check gateway.yaml and the profiles it names; print every problem",
@@ -66,7 +68,7 @@ byte orders); --plugins none skips them.`,
 				}
 			}
 			if dir != "" && dir != "none" {
-				vs, stop, err := t.startValidators(ctx, dir)
+				vs, stop, err := t.startValidators(ctx, dir, pluginTimeout)
 				if err != nil {
 					return err
 				}
@@ -95,6 +97,7 @@ byte orders); --plugins none skips them.`,
 	}
 	c.Flags().StringVarP(&output, "output", "o", "table", "output format: table or json")
 	c.Flags().StringVar(&pluginsDir, "plugins", "", "validate with the plugin executables in this directory (default: the file's plugins.dir; none: skip)")
+	c.Flags().DurationVar(&pluginTimeout, "plugin-timeout", host.DefaultStartTimeout, "how long each plugin may take to start (raise it on slow boards or under emulation)")
 	return c
 }
 
@@ -118,7 +121,7 @@ func hasPlugins(dir string) bool {
 // startValidators starts every drover-plugin-* executable in dir. A plugin
 // that does not start is skipped with a warning; its buses then show up as
 // "no plugin" problems. stop ends every started plugin.
-func (t *tools) startValidators(ctx context.Context, dir string) (map[string]config.PluginValidator, func(), error) {
+func (t *tools) startValidators(ctx context.Context, dir string, timeout time.Duration) (map[string]config.PluginValidator, func(), error) {
 	entries, err := os.ReadDir(dir)
 	if err != nil {
 		return nil, nil, fmt.Errorf("read plugins directory: %w", err)
@@ -137,7 +140,7 @@ func (t *tools) startValidators(ctx context.Context, dir string) (map[string]con
 	var started []*host.Instance
 	vs := map[string]config.PluginValidator{}
 	for _, n := range names {
-		inst, err := host.Start(ctx, host.Options{Dir: dir, Logger: log}, n)
+		inst, err := host.Start(ctx, host.Options{Dir: dir, Logger: log, StartTimeout: timeout}, n)
 		if err != nil {
 			if errors.Is(err, context.Canceled) {
 				for _, s := range started {

@@ -27,7 +27,8 @@ var crossArches = []struct {
 // binaries, dist/qemu-ARCH wrappers that run them under qemu): they are the
 // right architecture, report the stamped version, and `config check` passes
 // the packaged gateway.yaml and the demo's (which has Modbus TCP and RTU
-// buses) with the emulated Modbus plugin checking its keys.
+// buses) with the emulated Modbus plugin checking its keys. Emulation on a
+// shared machine is slow to start a plugin, hence --plugin-timeout.
 func TestCrossBinaries(t *testing.T) {
 	dist := os.Getenv("DROVER_DIST")
 	if dist == "" {
@@ -54,9 +55,9 @@ func TestCrossBinaries(t *testing.T) {
 			}{
 				{"drover version", []string{"drover", "version"}, stampedVersion("drover")},
 				{"droverhub version", []string{"droverhub", "version"}, stampedVersion("droverhub")},
-				{"config check: packaged gateway.yaml", []string{"drover", "config", "check", "--plugins", wrap,
+				{"config check: packaged gateway.yaml", []string{"drover", "config", "check", "--plugins", wrap, "--plugin-timeout", "2m",
 					filepath.Join(root, "configs", "package", "gateway.yaml")}, isOK},
-				{"config check: demo gateway.yaml", []string{"drover", "config", "check", "--plugins", wrap,
+				{"config check: demo gateway.yaml", []string{"drover", "config", "check", "--plugins", wrap, "--plugin-timeout", "2m",
 					filepath.Join(root, "configs", "demo", "gateway.yaml")}, isOK},
 			}
 			for _, c := range cases {

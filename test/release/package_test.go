@@ -16,6 +16,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/drover-iot/drover/test/harness"
 )
@@ -321,6 +322,27 @@ func TestPackageInstall(t *testing.T) {
 		}
 		if out := run(t, filepath.Join(r, "usr/bin/droverhub"), "version"); !strings.HasPrefix(out, "droverhub ") {
 			t.Errorf("droverhub version: %q", out)
+		}
+	})
+
+	t.Run("installed droverhub first start creates CA and owner key 0600", func(t *testing.T) {
+		// What droverhub.service runs, with loopback ports and a fresh state dir.
+		data := filepath.Join(t.TempDir(), "droverhub")
+		hub := harness.Start(t, filepath.Join(r, "usr/bin/droverhub"), "serve", "--data", data,
+			"--mqtt-addr", "127.0.0.1:0", "--https-addr", "127.0.0.1:0", "--log-level", "warn")
+		hub.Await(t, "droverhub ready", 60*time.Second)
+		for _, f := range []string{"iothubowner.txt", "tls/ca.key", "tls/server.key"} {
+			fi, err := os.Stat(filepath.Join(data, f))
+			if err != nil {
+				t.Errorf("first start did not create %s: %v", f, err)
+				continue
+			}
+			if fi.Mode().Perm() != 0o600 {
+				t.Errorf("%s has mode %v, want 0600", f, fi.Mode().Perm())
+			}
+		}
+		if !exists(filepath.Join(data, "tls/ca.crt")) {
+			t.Error("first start did not create tls/ca.crt")
 		}
 	})
 
