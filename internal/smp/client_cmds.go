@@ -187,7 +187,7 @@ type UploadOptions struct {
 // after a reboot: then the session fields are sent again). It returns once
 // the device holds all of img.
 func (c *Client) Upload(ctx context.Context, img []byte, o UploadOptions) error {
-	if len(img) == 0 || len(img) > 1<<31 {
+	if len(img) == 0 || int64(len(img)) > 1<<31 {
 		return fmt.Errorf("smp upload: image of %d bytes: %w", len(img), ErrMalformed)
 	}
 	buf, err := c.BufSize(ctx)

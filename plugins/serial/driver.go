@@ -16,13 +16,11 @@ import (
 
 	"github.com/drover-iot/drover/internal/portlock"
 	"github.com/drover-iot/drover/internal/smp"
+	"github.com/drover-iot/drover/internal/version"
 	"github.com/drover-iot/drover/plugins"
 )
 
 const pluginName = "serial"
-
-// Version is the driver version reported by Describe.
-var Version = "0.1.0"
 
 // readSlice is the read timeout handed to the serial driver (termios
 // VTIME, 100 ms units): a read returns as soon as a byte arrives, so it
@@ -172,7 +170,7 @@ type device struct {
 func (d *Driver) Describe(context.Context) (plugins.Description, error) {
 	return plugins.Description{
 		Name:    pluginName,
-		Version: Version,
+		Version: version.Version, // the release it was built in (stamped by make)
 		Capabilities: []plugins.Capability{plugins.CapRead, plugins.CapWrite, plugins.CapIdentify, plugins.CapScan,
 			plugins.CapReboot, plugins.CapFactoryReset, plugins.CapFlash},
 		BusKeys:     append([]string(nil), busKeys...),

@@ -51,6 +51,7 @@ func packages(t *testing.T) debs {
 	}
 	binDir := filepath.Dir(harness.Bin(t, "drover"))
 	harness.Bin(t, "drover-plugin-modbus")
+	harness.Bin(t, "drover-plugin-serial")
 	buildOnce.Do(func() {
 		dir, err := os.MkdirTemp("", "drover-debs-")
 		if err != nil {
@@ -133,6 +134,7 @@ func TestPackageContents(t *testing.T) {
 			files: map[string]string{
 				"./usr/bin/drover": "-rwxr-xr-x",
 				"./usr/lib/drover/plugins/drover-plugin-modbus": "-rwxr-xr-x",
+				"./usr/lib/drover/plugins/drover-plugin-serial": "-rwxr-xr-x",
 				"./etc/drover/gateway.yaml":                     "-rw-r--r--",
 				"./lib/systemd/system/drover.service":           "-rw-r--r--",
 				"./usr/share/drover/profiles/acme-pump.yaml":    "-rw-r--r--",
