@@ -24,7 +24,9 @@ func TestMetricsBothProcesses(t *testing.T) {
 	plain := &http.Client{Timeout: 30 * time.Second}
 
 	var g metricstest.Families
-	s.eventually(t, 60*time.Second, "gateway metrics show three pumps online and dead-9 offline", func() (bool, string) {
+	// dead-9 reads offline before its first poll, so wait for its bus to
+	// count a timeout too.
+	s.eventually(t, 60*time.Second, "gateway metrics show three pumps online, dead-9 offline and timing out", func() (bool, string) {
 		g = metricstest.Scrape(t, plain, gwURL)
 		online := 0.0
 		for _, id := range []string{"pump-1", "pump-2", "pump-3"} {
@@ -33,7 +35,8 @@ func TestMetricsBothProcesses(t *testing.T) {
 		}
 		dead, ok := g.Value("drover_device_online", "device", "dead-9")
 		up, _ := g.Value("drover_uplink_connected")
-		return online == 3 && ok && dead == 0 && up == 1, ""
+		timeouts, _ := g.Value("drover_bus_timeouts_total", "bus", "rs485-1")
+		return online == 3 && ok && dead == 0 && up == 1 && timeouts >= 1, ""
 	})
 	if n := g.Series("drover_device_online"); n != 4 {
 		t.Errorf("drover_device_online has %d series, want one per configured device (4)", n)
