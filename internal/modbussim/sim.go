@@ -11,6 +11,8 @@ import (
 	"sort"
 	"sync"
 	"time"
+
+	"github.com/drover-iot/drover/internal/rawpty"
 )
 
 // Options configure a Sim. The zero value serves unit 1 on the wall clock.
@@ -194,12 +196,12 @@ func (s *Sim) ListenTCP(addr string) (net.Addr, error) {
 // served by Run with framing f, and returns the slave device path clients
 // open. Run closes it.
 func (s *Sim) OpenPTY(f Framing) (string, error) {
-	pt, err := openPTY()
+	pt, err := rawpty.Open()
 	if err != nil {
 		return "", err
 	}
-	s.register(func(ctx context.Context) error { return s.ServeSerial(ctx, pt.master, f) }, pt)
-	return pt.path, nil
+	s.register(func(ctx context.Context) error { return s.ServeSerial(ctx, pt.Master, f) }, pt)
+	return pt.Path, nil
 }
 
 // AttachSerial registers rw (a serial port, one end of a pipe) to be

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/drover-iot/drover/internal/mcuboot"
+	"github.com/drover-iot/drover/internal/rawpty"
 )
 
 // Counters are what the device saw and did, for tests and the bench.
@@ -66,7 +67,7 @@ type Device struct {
 	cfg Config
 	log *slog.Logger
 
-	pty *ptyPair // set by OpenPTY
+	pty *rawpty.Pair // set by OpenPTY
 
 	reboot chan chan struct{} // PowerCut requests for the worker
 

@@ -39,7 +39,8 @@ type Upstream struct {
 	TokenTTL, Keepalive                                    time.Duration
 }
 
-// Bus is one entry of buses; Plugin defaults to modbus.
+// Bus is one entry of buses; Plugin defaults to modbus. A serial (SMP)
+// bus sets Plugin "serial", Port, Baud and Timeout, and no Mode.
 type Bus struct {
 	Name, Plugin, Mode string
 	Address            string // mode tcp
@@ -52,8 +53,10 @@ type Bus struct {
 // Device is one entry of devices.
 type Device struct {
 	ID, Bus, Profile string
-	Address          int
-	Poll             time.Duration
+	// Address is the unit or node address; 0 leaves the key out, as a
+	// device on a serial (SMP) bus must, since it takes none.
+	Address int
+	Poll    time.Duration
 }
 
 // Retries is a Bus.Retries value.
@@ -125,7 +128,11 @@ func (b Bus) yaml() string {
 }
 
 func (d Device) yaml() string {
-	return flow("id", d.ID, "bus", d.Bus, "address", fmt.Sprint(d.Address), "profile", d.Profile, "poll", duration(d.Poll))
+	addr := ""
+	if d.Address != 0 {
+		addr = fmt.Sprint(d.Address)
+	}
+	return flow("id", d.ID, "bus", d.Bus, "address", addr, "profile", d.Profile, "poll", duration(d.Poll))
 }
 
 // flow renders key/value pairs as a YAML flow mapping, leaving out empty values.

@@ -62,6 +62,20 @@ func TestGatewayConfigLoads(t *testing.T) {
 				}
 			},
 		},
+		{
+			name: "serial bus, device without address",
+			cfg: GatewayConfig{ID: "gw-3", PluginsDir: "/plugins", ProfilesDir: profiles,
+				Buses:   []Bus{{Name: "mcu-uart", Plugin: "serial", Port: "/dev/ttyY", Baud: 115200, Timeout: time.Second}},
+				Devices: []Device{{ID: "mcu-1", Bus: "mcu-uart", Profile: "demo-mcu", Poll: 500 * time.Millisecond}}},
+			check: func(t *testing.T, c *config.Config) {
+				if bus := c.Buses[0]; bus.Plugin != "serial" || bus.Port != "/dev/ttyY" || bus.Baud != 115200 || bus.Timeout != time.Second {
+					t.Errorf("bus = %+v", bus)
+				}
+				if d := c.Devices[0]; d.Address != nil || d.Bus != "mcu-uart" || d.Poll != 500*time.Millisecond {
+					t.Errorf("device = %+v", d)
+				}
+			},
+		},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

@@ -1,6 +1,11 @@
-package modbussim
+// Package rawpty opens raw pseudo-terminal pairs for the serial device
+// simulators (internal/modbussim, internal/smpsim): the simulator serves
+// the master side, the host under test opens the slave's path as if it
+// were a UART.
+package rawpty
 
 import (
+	"errors"
 	"fmt"
 	"os"
 
@@ -8,23 +13,25 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// ptyPair is an open pseudo-terminal: the simulator serves the master side,
-// clients open path. The slave stays open here so the master never sees
-// EIO while no client has the device open.
-type ptyPair struct {
-	master *os.File // non-blocking, so deadlines and Close unblock Read
+// Pair is an open pseudo-terminal. The slave stays open here so the master
+// never sees EIO while no host has the port open.
+type Pair struct {
+	// Master is the simulator's side. It is non-blocking, so read
+	// deadlines and Close unblock a pending Read.
+	Master *os.File
 	slave  *os.File
-	path   string
+	// Path is the slave device a host opens (/dev/pts/N).
+	Path string
 }
 
-// openPTY opens a raw (no echo, no line editing) pseudo-terminal pair.
-func openPTY() (*ptyPair, error) {
+// Open opens a raw (8-bit, no echo, no line editing) pseudo-terminal pair.
+func Open() (*Pair, error) {
 	m, sl, err := pty.Open()
 	if err != nil {
 		return nil, fmt.Errorf("open pseudo-terminal: %w", err)
 	}
 	path := sl.Name()
-	fail := func(what string, err error) (*ptyPair, error) {
+	fail := func(what string, err error) (*Pair, error) {
 		_ = m.Close()
 		_ = sl.Close()
 		return nil, fmt.Errorf("%s of pseudo-terminal %s: %w", what, path, err)
@@ -44,14 +51,14 @@ func openPTY() (*ptyPair, error) {
 		_ = sl.Close()
 		return nil, fmt.Errorf("set non-blocking master of pseudo-terminal %s: %w", path, err)
 	}
-	return &ptyPair{master: os.NewFile(uintptr(fd), "/dev/ptmx"), slave: sl, path: path}, nil
+	return &Pair{Master: os.NewFile(uintptr(fd), "/dev/ptmx"), slave: sl, Path: path}, nil
 }
 
 // makeRaw puts the terminal in raw 8-bit mode, like cfmakeraw(3).
 func makeRaw(fd int) error {
 	t, err := unix.IoctlGetTermios(fd, unix.TCGETS)
 	if err != nil {
-		return err
+		return fmt.Errorf("get termios: %w", err)
 	}
 	t.Iflag &^= unix.IGNBRK | unix.BRKINT | unix.PARMRK | unix.ISTRIP | unix.INLCR | unix.IGNCR | unix.ICRNL | unix.IXON
 	t.Oflag &^= unix.OPOST
@@ -60,14 +67,13 @@ func makeRaw(fd int) error {
 	t.Cflag |= unix.CS8
 	t.Cc[unix.VMIN] = 1
 	t.Cc[unix.VTIME] = 0
-	return unix.IoctlSetTermios(fd, unix.TCSETS, t)
+	if err := unix.IoctlSetTermios(fd, unix.TCSETS, t); err != nil {
+		return fmt.Errorf("set termios: %w", err)
+	}
+	return nil
 }
 
 // Close closes both sides.
-func (p *ptyPair) Close() error {
-	err := p.master.Close()
-	if e := p.slave.Close(); err == nil {
-		err = e
-	}
-	return err
+func (p *Pair) Close() error {
+	return errors.Join(p.Master.Close(), p.slave.Close())
 }
