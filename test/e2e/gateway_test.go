@@ -80,14 +80,22 @@ func start(t *testing.T) *system {
 			{ID: "dead-9", Bus: "rs485-1", Address: 9, Profile: "demo-pump", Poll: poll},
 		},
 	}.Write(t, filepath.Join(s.dir, "gateway.yaml"))
+	s.runGateway()
+	return s
+}
+
+// runGateway starts `drover run` on s.dir/gateway.yaml (data in s.dir/data),
+// waits for its local API and reads the API token it wrote.
+func (s *system) runGateway() {
+	t := s.t
+	t.Helper()
 	s.gw = harness.Start(t, harness.Bin(t, "drover"), "run", "-c", filepath.Join(s.dir, "gateway.yaml"), "--log-level", "info")
 	s.waitAPI()
 	tok, err := os.ReadFile(filepath.Join(s.dir, "data", "api.token"))
 	if err != nil {
-		t.Fatal(err)
+		t.Fatalf("read the gateway's API token: %v", err)
 	}
 	s.token = strings.TrimSpace(string(tok))
-	return s
 }
 
 func write(t *testing.T, p, content string) { harness.WriteFile(t, p, content) }

@@ -9,13 +9,11 @@ import (
 	"path/filepath"
 	"regexp"
 	"strconv"
-	"strings"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/drover-iot/drover/internal/mcuboot"
-	"github.com/drover-iot/drover/internal/sas"
 	"github.com/drover-iot/drover/internal/serviceclient"
 	"github.com/drover-iot/drover/internal/smpsim"
 	"github.com/drover-iot/drover/plugins"
@@ -83,23 +81,8 @@ func TestSerialEndToEnd(t *testing.T) {
 	ctx := context.Background()
 	s := &system{t: t, dir: t.TempDir(), gwID: "gw-serial"}
 	s.hub = harness.StartHub(t, "")
-	cs, err := sas.ParseConnectionString(s.hub.OwnerConnectionString)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if s.svc, err = serviceclient.New(cs, serviceclient.Options{Address: s.hub.HTTPSAddr, CAFile: s.hub.CAFile}); err != nil {
-		t.Fatal(err)
-	}
-	gw, err := s.svc.CreateDevice(ctx, serviceclient.Device{DeviceID: s.gwID, Capabilities: &serviceclient.Capabilities{IoTEdge: true}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	grp, err := s.svc.CreateEnrollmentGroup(ctx, serviceclient.EnrollmentGroup{EnrollmentGroupID: "serial-line", ParentDeviceID: s.gwID})
-	if err != nil {
-		t.Fatal(err)
-	}
-	write(t, filepath.Join(s.dir, "gw.connstr"), sas.ConnectionString{HostName: s.hub.Hostname, DeviceID: s.gwID, Key: gw.Authentication.SymmetricKey.PrimaryKey}.String())
-	write(t, filepath.Join(s.dir, "children.key"), grp.Attestation.SymmetricKey.PrimaryKey)
+	s.svc = s.hub.Service(t)
+	connStr, childrenKey := harness.ProvisionGateway(t, s.svc, s.hub.Hostname, s.gwID, "serial-line", s.dir)
 
 	sim, port := startSerialSim(t, "--baud", "115200", "--reset-silence", "300ms")
 	s.sim = sim
@@ -110,38 +93,16 @@ func TestSerialEndToEnd(t *testing.T) {
 	write(t, filepath.Join(profiles, "e2e-mcu.yaml"), mcuProfileYAML)
 	s.binDir = filepath.Dir(harness.Bin(t, "drover-plugin-serial"))
 	s.api = freeAddr(t)
-	cfg := fmt.Sprintf(`gateway:
-  id: %s
-  data_dir: %s
-  local_api: %s
-upstream:
-  connection_string_file: %s
-  address: %s
-  ca_file: %s
-  children_key_file: %s
-  token_ttl: 1h
-plugins:
-  dir: %s
-  restart_backoff: { min: 200ms, max: 2s }
-profiles_dir: %s
-buses:
-  - name: mcu-uart
-    plugin: serial
-    port: %s
-    baud: 115200
-    timeout: 1s
-devices:
-  - { id: mcu-1, bus: mcu-uart, profile: e2e-mcu, poll: 500ms }
-`, s.gwID, filepath.Join(s.dir, "data"), s.api, filepath.Join(s.dir, "gw.connstr"), s.hub.MQTTAddr, s.hub.CAFile,
-		filepath.Join(s.dir, "children.key"), s.binDir, profiles, port)
-	write(t, filepath.Join(s.dir, "gateway.yaml"), cfg)
-	s.gw = harness.Start(t, harness.Bin(t, "drover"), "run", "-c", filepath.Join(s.dir, "gateway.yaml"), "--log-level", "info")
-	s.waitAPI()
-	tok, err := os.ReadFile(filepath.Join(s.dir, "data", "api.token"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	s.token = strings.TrimSpace(string(tok))
+	harness.GatewayConfig{
+		ID: s.gwID, DataDir: filepath.Join(s.dir, "data"), LocalAPI: s.api,
+		Upstream: &harness.Upstream{ConnectionStringFile: connStr, Address: s.hub.MQTTAddr, CAFile: s.hub.CAFile,
+			ChildrenKeyFile: childrenKey, TokenTTL: time.Hour},
+		PluginsDir: s.binDir, RestartBackoff: [2]time.Duration{200 * time.Millisecond, 2 * time.Second},
+		ProfilesDir: profiles,
+		Buses:       []harness.Bus{{Name: "mcu-uart", Plugin: "serial", Port: port, Baud: 115200, Timeout: time.Second}},
+		Devices:     []harness.Device{{ID: "mcu-1", Bus: "mcu-uart", Profile: "e2e-mcu", Poll: 500 * time.Millisecond}},
+	}.Write(t, filepath.Join(s.dir, "gateway.yaml"))
+	s.runGateway()
 
 	t.Run("twin shows points and identity", func(t *testing.T) {
 		s.eventually(t, 60*time.Second, "mcu-1 reports its points", func() (bool, string) {
