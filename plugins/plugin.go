@@ -16,6 +16,7 @@ package plugins
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"time"
 )
 
@@ -72,6 +73,23 @@ type Value struct {
 	Uint   uint64
 	Float  float64
 	String string
+}
+
+// Text renders v for messages: strings quoted, "no value" for KindNone.
+func (v Value) Text() string {
+	switch v.Kind {
+	case KindBool:
+		return fmt.Sprint(v.Bool)
+	case KindInt:
+		return fmt.Sprint(v.Int)
+	case KindUint:
+		return fmt.Sprint(v.Uint)
+	case KindFloat:
+		return fmt.Sprint(v.Float)
+	case KindString:
+		return fmt.Sprintf("%q", v.String)
+	}
+	return "no value"
 }
 
 // ValueKind tags a Value.

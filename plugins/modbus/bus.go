@@ -6,9 +6,11 @@ import (
 	"net"
 	"slices"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/drover-iot/drover/plugins"
+	"github.com/drover-iot/drover/plugins/internal/jsonfields"
 )
 
 // Mode is the Modbus transmission mode of a bus.
@@ -88,28 +90,28 @@ func decodeBus(raw json.RawMessage, errs *[]plugins.FieldError) *Bus {
 		*errs = append(*errs, plugins.FieldError{Path: path, Message: fmt.Sprintf(f, a...)})
 	}
 	b := &Bus{Baud: DefaultBaud, Parity: ParityEven, StopBits: 1, Timeout: DefaultTimeout, Retries: DefaultRetries}
-	o := openObject(raw, "", errs)
-	o.ignore("name", "plugin")
+	o := jsonfields.Open(raw, "", errs)
+	o.Skip("name", "plugin")
 	var s string
-	if o.str("mode", &s) {
+	if o.Str("mode", &s) {
 		b.Mode = Mode(s)
 	}
-	o.str("port", &b.Port)
-	o.integer("baud", &b.Baud)
-	o.integer("data_bits", &b.DataBits)
-	if o.str("parity", &s) {
+	o.Str("port", &b.Port)
+	o.Int("baud", &b.Baud)
+	o.Int("data_bits", &b.DataBits)
+	if o.Str("parity", &s) {
 		b.Parity = Parity(s)
 	}
-	o.integer("stop_bits", &b.StopBits)
-	o.str("address", &b.Address)
-	if o.duration("timeout", &b.Timeout) && (b.Timeout <= 0 || b.Timeout > maxTimeout) {
+	o.Int("stop_bits", &b.StopBits)
+	o.Str("address", &b.Address)
+	if o.Duration("timeout", &b.Timeout) && (b.Timeout <= 0 || b.Timeout > maxTimeout) {
 		add("timeout", "%s out of range (want more than 0 and at most %s)", b.Timeout, maxTimeout)
 	}
-	if o.integer("retries", &b.Retries) && (b.Retries < 0 || b.Retries > maxRetries) {
+	if o.Int("retries", &b.Retries) && (b.Retries < 0 || b.Retries > maxRetries) {
 		add("retries", "%d out of range 0..%d", b.Retries, maxRetries)
 	}
-	o.done(busKeys)
-	if !o.valid {
+	o.Done(busKeys)
+	if !o.OK() {
 		return b
 	}
 	switch {
@@ -119,7 +121,7 @@ func decodeBus(raw json.RawMessage, errs *[]plugins.FieldError) *Bus {
 		add("mode", "unknown mode %q (want one of %s)", b.Mode, oneOf(modes))
 	case b.Mode == ModeTCP:
 		for _, k := range serialKeys {
-			if o.has(k) {
+			if o.Has(k) {
 				add(k, "not used with mode tcp")
 			}
 		}
@@ -131,7 +133,7 @@ func decodeBus(raw json.RawMessage, errs *[]plugins.FieldError) *Bus {
 			add("address", "bad port %q in %q", port, b.Address)
 		}
 	default: // serial
-		if o.has("address") {
+		if o.Has("address") {
 			add("address", "not used with mode %s (serial lines use port)", b.Mode)
 		}
 		if b.Port == "" {
@@ -185,4 +187,13 @@ func (b *Bus) interFrameGap() time.Duration {
 		return 1750 * time.Microsecond
 	}
 	return time.Duration(b.bitsPerChar()) * 7 * time.Second / time.Duration(2*b.Baud)
+}
+
+// oneOf lists vals for a "want one of" message.
+func oneOf[T ~string](vals []T) string {
+	s := make([]string, len(vals))
+	for i, v := range vals {
+		s[i] = string(v)
+	}
+	return strings.Join(s, ", ")
 }

@@ -176,11 +176,11 @@ func EncodeRegisters(p *Point, v plugins.Value) ([]byte, error) {
 		r := math.Round(f)
 		if math.Abs(f-r) > 1e-9*math.Max(1, math.Abs(f)) {
 			return nil, fmt.Errorf("point %s: %s is not an integer after scale and offset: (%v-%v)/%v = %v",
-				p.Name, valueString(v), v.Float, p.Offset, p.Scale, f)
+				p.Name, v.Text(), v.Float, p.Offset, p.Scale, f)
 		}
 		if r < float64(lo) || r > float64(hi) || (signed && r >= math.Exp2(63)) || (!signed && r >= math.Exp2(64)) {
 			return nil, fmt.Errorf("point %s: %s gives raw %v, out of %s range %d..%d",
-				p.Name, valueString(v), r, p.Type, lo, hi)
+				p.Name, v.Text(), r, p.Type, lo, hi)
 		}
 		if signed {
 			raw = uint64(int64(r))
@@ -202,7 +202,7 @@ func boolOf(p *Point, v plugins.Value) (bool, error) {
 	case v.Kind == plugins.KindUint && v.Uint <= 1:
 		return v.Uint == 1, nil
 	}
-	return false, fmt.Errorf("point %s is a bool, got %s", p.Name, valueString(v))
+	return false, fmt.Errorf("point %s is a bool, got %s", p.Name, v.Text())
 }
 
 // intRange returns the raw range of an integer type; hi is a uint64 bit
@@ -224,7 +224,7 @@ func intRange(t Type) (lo int64, hi uint64, signed bool) {
 }
 
 func exactInt(p *Point, v plugins.Value, lo int64, hi uint64) (uint64, error) {
-	bad := fmt.Errorf("point %s: %s out of %s range %d..%d", p.Name, valueString(v), p.Type, lo, hi)
+	bad := fmt.Errorf("point %s: %s out of %s range %d..%d", p.Name, v.Text(), p.Type, lo, hi)
 	if v.Kind == plugins.KindUint {
 		if v.Uint > hi {
 			return 0, bad
@@ -248,29 +248,12 @@ func unscaleFloat(p *Point, v plugins.Value) (float64, error) {
 	case plugins.KindFloat:
 		f = v.Float
 	default:
-		return 0, fmt.Errorf("point %s is numeric (%s), got %s", p.Name, p.Type, valueString(v))
+		return 0, fmt.Errorf("point %s is numeric (%s), got %s", p.Name, p.Type, v.Text())
 	}
 	if math.IsNaN(f) || math.IsInf(f, 0) {
 		return 0, fmt.Errorf("point %s: %v cannot be written", p.Name, f)
 	}
 	return (f - p.Offset) / p.Scale, nil
-}
-
-// valueString renders a Value for messages.
-func valueString(v plugins.Value) string {
-	switch v.Kind {
-	case plugins.KindBool:
-		return fmt.Sprint(v.Bool)
-	case plugins.KindInt:
-		return fmt.Sprint(v.Int)
-	case plugins.KindUint:
-		return fmt.Sprint(v.Uint)
-	case plugins.KindFloat:
-		return fmt.Sprint(v.Float)
-	case plugins.KindString:
-		return fmt.Sprintf("%q", v.String)
-	}
-	return "no value"
 }
 
 // bitAt returns bit i of a coil/discrete response (LSB of the first byte is

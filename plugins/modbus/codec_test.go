@@ -200,7 +200,7 @@ func TestCodecGolden(t *testing.T) {
 			if err != nil || !valuesClose(back, vals[typ]) {
 				t.Fatalf("%s %s: round trip gave %+v, %v", typ, o, back, err)
 			}
-			fmt.Fprintf(&b, "%-7s %s %-23s = %s\n", typ, o, fmt.Sprintf("% X", wire), valueString(vals[typ]))
+			fmt.Fprintf(&b, "%-7s %s %-23s = %s\n", typ, o, fmt.Sprintf("% X", wire), vals[typ].Text())
 		}
 	}
 	const golden = "testdata/codec.golden"

@@ -5,12 +5,12 @@ import (
 	"encoding/json"
 	"fmt"
 	"log/slog"
-	"strings"
 	"sync"
 	"time"
 
 	"github.com/drover-iot/drover/internal/version"
 	"github.com/drover-iot/drover/plugins"
+	"github.com/drover-iot/drover/plugins/internal/jsonfields"
 )
 
 const pluginName = "modbus"
@@ -85,20 +85,12 @@ func (d *Driver) ValidateProfile(_ context.Context, profile json.RawMessage) ([]
 	return ValidateProfile(profile), nil
 }
 
-func fieldErrors(what string, errs []plugins.FieldError) error {
-	parts := make([]string, 0, len(errs))
-	for _, e := range errs {
-		parts = append(parts, e.Path+": "+e.Message)
-	}
-	return plugins.Errorf(plugins.CodeInvalid, "%s: %s", what, strings.Join(parts, "; "))
-}
-
 // OpenBus implements plugins.Plugin. Opening an open bus replaces it. A serial port is opened at once (so a
 // missing device is reported here); a TCP connection is made on first use.
 func (d *Driver) OpenBus(ctx context.Context, bc plugins.BusConfig) error {
 	b, errs := ParseBus(bc.Config)
 	if errs != nil {
-		return fieldErrors("bus "+bc.Name, errs)
+		return jsonfields.FieldsError("bus "+bc.Name, errs)
 	}
 	// Opening an open bus replaces it (the contract's rule): the old link is
 	// closed first, so a serial port is free again, and its devices detached.
@@ -166,7 +158,7 @@ var optionKeys = []string{"quirks", "timeout", "retries"}
 func (d *Driver) Attach(_ context.Context, dc plugins.DeviceConfig) error {
 	p, errs := ParseProfile(dc.Profile)
 	if errs != nil {
-		return fieldErrors("profile of device "+dc.ID, errs)
+		return jsonfields.FieldsError("profile of device "+dc.ID, errs)
 	}
 	d.mu.Lock()
 	defer d.mu.Unlock()
@@ -175,15 +167,15 @@ func (d *Driver) Attach(_ context.Context, dc plugins.DeviceConfig) error {
 		return plugins.Errorf(plugins.CodeNotFound, "attach %s: bus %q is not open", dc.ID, dc.Bus)
 	}
 	cfg := *e.cfg
-	if !isNull(dc.Options) {
+	if !jsonfields.IsNull(dc.Options) {
 		var oerrs []plugins.FieldError
-		o := openObject(dc.Options, "", &oerrs)
-		if v, ok := o.key("quirks"); ok {
+		o := jsonfields.Open(dc.Options, "", &oerrs)
+		if v, ok := o.Raw("quirks"); ok {
 			DecodeQuirks(v, "quirks", &p.Quirks, &oerrs)
 		}
-		o.duration("timeout", &cfg.Timeout)
-		o.integer("retries", &cfg.Retries)
-		o.done(optionKeys)
+		o.Duration("timeout", &cfg.Timeout)
+		o.Int("retries", &cfg.Retries)
+		o.Done(optionKeys)
 		if cfg.Timeout <= 0 || cfg.Retries < 0 || cfg.Retries > maxRetries {
 			oerrs = append(oerrs, plugins.FieldError{Path: "(options)", Message: "timeout must be > 0 and retries 0..10"})
 		}
@@ -191,7 +183,7 @@ func (d *Driver) Attach(_ context.Context, dc plugins.DeviceConfig) error {
 			validateProfile(p, &oerrs) // quirks may invalidate points
 		}
 		if len(oerrs) > 0 {
-			return fieldErrors("options of device "+dc.ID, oerrs)
+			return jsonfields.FieldsError("options of device "+dc.ID, oerrs)
 		}
 	}
 	lo, hi := 1, 247 // serial unit addresses (Modbus over Serial Line V1.02, 2.2)

@@ -42,7 +42,7 @@ func (d *Driver) manage(ctx context.Context, id, method string, opts plugins.Man
 		}
 		if valuesEqual(vals[0].Value, rule.Equals) {
 			return plugins.Errorf(plugins.CodeInUse, "%s %s refused: %s is %s (in use); use force to override",
-				method, id, rule.Point, valueString(vals[0].Value))
+				method, id, rule.Point, vals[0].Value.Text())
 		}
 	}
 	op := writeOp{table: w.Table, start: w.Address, count: 1, bits: []bool{w.Value != 0},
@@ -145,7 +145,7 @@ func plainString(v plugins.Value) string {
 	if v.Kind == plugins.KindString {
 		return v.String
 	}
-	return valueString(v)
+	return v.Text()
 }
 
 // fromObjects maps FC 43 objects onto an Identity: VendorName →

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/drover-iot/drover/plugins"
+	"github.com/drover-iot/drover/plugins/internal/jsonfields"
 )
 
 // Table is one of the four Modbus data tables.
@@ -257,121 +258,121 @@ func ValidateProfile(raw json.RawMessage) []plugins.FieldError {
 
 func decodeProfile(raw json.RawMessage, errs *[]plugins.FieldError) *Profile {
 	p := &Profile{Methods: map[string]MethodWrite{}, Quirks: DefaultQuirks()}
-	o := openObject(raw, "", errs)
-	o.ignore(simKey)
-	o.str("name", &p.Name)
-	o.str("plugin", &p.Plugin)
-	o.str("description", &p.Description)
-	if items, ok := o.list("points"); ok {
+	o := jsonfields.Open(raw, "", errs)
+	o.Skip(simKey)
+	o.Str("name", &p.Name)
+	o.Str("plugin", &p.Plugin)
+	o.Str("description", &p.Description)
+	if items, ok := o.List("points"); ok {
 		for i, it := range items {
 			p.Points = append(p.Points, decodePoint(it, fmt.Sprintf("points[%d]", i), errs))
 		}
 	}
-	if v, ok := o.key("methods"); ok {
+	if v, ok := o.Raw("methods"); ok {
 		decodeMethods(v, p, errs)
 	}
-	if v, ok := o.key("in_use"); ok {
-		u := openObject(v, "in_use", errs)
+	if v, ok := o.Raw("in_use"); ok {
+		u := jsonfields.Open(v, "in_use", errs)
 		p.InUse = &InUse{}
-		u.str("point", &p.InUse.Point)
-		if ev, ok := u.key("equals"); ok {
+		u.Str("point", &p.InUse.Point)
+		if ev, ok := u.Raw("equals"); ok {
 			val, err := scalarValue(ev)
 			if err != nil {
-				u.fail("in_use.equals", "%v", err)
+				u.AddAt("in_use.equals", "%v", err)
 			}
 			p.InUse.Equals = val
 		}
-		u.done(inUseKeys)
+		u.Done(inUseKeys)
 	}
 	p.Identify.FC43 = true
-	if v, ok := o.key("identify"); ok {
-		id := openObject(v, "identify", errs)
-		id.boolean("fc43", &p.Identify.FC43)
-		id.str("manufacturer", &p.Identify.Manufacturer)
-		id.str("model", &p.Identify.Model)
-		id.str("manufacturer_point", &p.Identify.ManufacturerPoint)
-		id.str("model_point", &p.Identify.ModelPoint)
-		id.str("serial_point", &p.Identify.SerialPoint)
-		id.str("firmware_point", &p.Identify.FirmwarePoint)
-		id.done(identifyKeys)
+	if v, ok := o.Raw("identify"); ok {
+		id := jsonfields.Open(v, "identify", errs)
+		id.Bool("fc43", &p.Identify.FC43)
+		id.Str("manufacturer", &p.Identify.Manufacturer)
+		id.Str("model", &p.Identify.Model)
+		id.Str("manufacturer_point", &p.Identify.ManufacturerPoint)
+		id.Str("model_point", &p.Identify.ModelPoint)
+		id.Str("serial_point", &p.Identify.SerialPoint)
+		id.Str("firmware_point", &p.Identify.FirmwarePoint)
+		id.Done(identifyKeys)
 	}
-	if v, ok := o.key("quirks"); ok {
+	if v, ok := o.Raw("quirks"); ok {
 		DecodeQuirks(v, "quirks", &p.Quirks, errs)
 	}
-	o.done(profileKeys)
+	o.Done(profileKeys)
 	return p
 }
 
 // DecodeQuirks decodes a quirks object at path over q: keys present replace
 // q's values, so per-device overrides can be layered on a profile's quirks.
 func DecodeQuirks(raw json.RawMessage, path string, q *Quirks, errs *[]plugins.FieldError) {
-	o := openObject(raw, path, errs)
-	o.integer("max_registers_per_read", &q.MaxRegistersPerRead)
-	o.integer("max_bits_per_read", &q.MaxBitsPerRead)
-	o.integer("max_fill", &q.MaxFill)
-	o.boolean("one_request_per_point", &q.OneRequestPerPoint)
-	o.duration("delay_between_requests", &q.DelayBetweenRequests)
-	o.boolean("no_fc43", &q.NoFC43)
-	if items, ok := o.list("forbidden"); ok {
+	o := jsonfields.Open(raw, path, errs)
+	o.Int("max_registers_per_read", &q.MaxRegistersPerRead)
+	o.Int("max_bits_per_read", &q.MaxBitsPerRead)
+	o.Int("max_fill", &q.MaxFill)
+	o.Bool("one_request_per_point", &q.OneRequestPerPoint)
+	o.Duration("delay_between_requests", &q.DelayBetweenRequests)
+	o.Bool("no_fc43", &q.NoFC43)
+	if items, ok := o.List("forbidden"); ok {
 		q.Forbidden = nil
 		for i, it := range items {
 			rp := fmt.Sprintf("%s.forbidden[%d]", path, i)
-			ro := openObject(it, rp, errs)
+			ro := jsonfields.Open(it, rp, errs)
 			var r Range
 			var t string
-			if ro.str("table", &t) {
+			if ro.Str("table", &t) {
 				r.Table = Table(t)
-			} else if ro.valid {
-				ro.fail(rp+".table", "missing (want one of %s)", oneOf(tables))
+			} else if ro.OK() {
+				ro.AddAt(rp+".table", "missing (want one of %s)", oneOf(tables))
 			}
-			if !ro.integer("from", &r.From) && ro.valid {
-				ro.fail(rp+".from", "missing")
+			if !ro.Int("from", &r.From) && ro.OK() {
+				ro.AddAt(rp+".from", "missing")
 			}
 			r.To = r.From
-			ro.integer("to", &r.To)
-			ro.done(rangeKeys)
+			ro.Int("to", &r.To)
+			ro.Done(rangeKeys)
 			q.Forbidden = append(q.Forbidden, r)
 		}
 	}
-	o.done(quirkKeys)
+	o.Done(quirkKeys)
 	validateQuirks(q, path, errs)
 }
 
 func decodePoint(raw json.RawMessage, path string, errs *[]plugins.FieldError) Point {
 	pt := Point{Bit: -1, Scale: 1, ByteOrder: OrderABCD}
-	o := openObject(raw, path, errs)
-	o.ignore(simKey)
+	o := jsonfields.Open(raw, path, errs)
+	o.Skip(simKey)
 	var s string
-	o.str("name", &pt.Name)
-	o.str("description", &pt.Description)
-	if o.str("table", &s) {
+	o.Str("name", &pt.Name)
+	o.Str("description", &pt.Description)
+	if o.Str("table", &s) {
 		pt.Table = Table(s)
 	}
 	pt.Address = -1
-	o.integer("address", &pt.Address)
-	if o.str("type", &s) {
+	o.Int("address", &pt.Address)
+	if o.Str("type", &s) {
 		pt.Type = Type(s)
 	}
-	if o.integer("bit", &pt.Bit) && pt.Bit < 0 {
-		o.fail(path+".bit", "%d out of range 0..15", pt.Bit)
+	if o.Int("bit", &pt.Bit) && pt.Bit < 0 {
+		o.AddAt(path+".bit", "%d out of range 0..15", pt.Bit)
 		pt.Bit = -1
 	}
-	o.integer("length", &pt.Length)
-	if o.str("byte_order", &s) {
+	o.Int("length", &pt.Length)
+	if o.Str("byte_order", &s) {
 		pt.ByteOrder = ByteOrder(s)
 	}
-	if o.number("scale", &pt.Scale) && pt.Scale == 0 {
-		o.fail(path+".scale", "must not be 0")
+	if o.Number("scale", &pt.Scale) && pt.Scale == 0 {
+		o.AddAt(path+".scale", "must not be 0")
 	}
-	o.number("offset", &pt.Offset)
-	o.str("unit", &pt.Unit)
-	o.duration("poll", &pt.Poll)
-	o.boolean("writable", &pt.Writable)
-	if o.number("deadband", &pt.Deadband) && pt.Deadband < 0 {
-		o.fail(path+".deadband", "must not be negative")
+	o.Number("offset", &pt.Offset)
+	o.Str("unit", &pt.Unit)
+	o.Duration("poll", &pt.Poll)
+	o.Bool("writable", &pt.Writable)
+	if o.Number("deadband", &pt.Deadband) && pt.Deadband < 0 {
+		o.AddAt(path+".deadband", "must not be negative")
 	}
-	o.boolean("verify", &pt.Verify)
-	o.done(pointKeys)
+	o.Bool("verify", &pt.Verify)
+	o.Done(pointKeys)
 	return pt
 }
 
@@ -379,58 +380,58 @@ func decodePoint(raw json.RawMessage, path string, errs *[]plugins.FieldError) P
 // runs. Every other method is the gateway's (a custom method it runs as a
 // write of points, validated by the gateway), so the plugin ignores it.
 func decodeMethods(raw json.RawMessage, p *Profile, errs *[]plugins.FieldError) {
-	o := openObject(raw, "methods", errs)
-	for name := range o.m {
+	o := jsonfields.Open(raw, "methods", errs)
+	for _, name := range o.Keys() {
 		if !slices.Contains(methodNames, name) {
-			o.ignore(name)
+			o.Skip(name)
 		}
 	}
 	for _, name := range methodNames {
-		v, ok := o.key(name)
+		v, ok := o.Raw(name)
 		if !ok {
 			continue
 		}
 		path := "methods." + name
-		mo := openObject(v, path, errs)
-		wv, ok := mo.key("write")
-		if !ok && mo.valid {
-			mo.fail(path+".write", "missing")
+		mo := jsonfields.Open(v, path, errs)
+		wv, ok := mo.Raw("write")
+		if !ok && mo.OK() {
+			mo.AddAt(path+".write", "missing")
 		}
-		mo.done(methodKeys)
+		mo.Done(methodKeys)
 		if !ok {
 			continue
 		}
 		wp := path + ".write"
-		wo := openObject(wv, wp, errs)
+		wo := jsonfields.Open(wv, wp, errs)
 		var w MethodWrite
 		var s string
-		if wo.str("table", &s) {
+		if wo.Str("table", &s) {
 			w.Table = Table(s)
 			if !w.Table.Writable() {
-				wo.fail(wp+".table", "unknown or read-only table %q (want coil or holding)", s)
+				wo.AddAt(wp+".table", "unknown or read-only table %q (want coil or holding)", s)
 			}
-		} else if wo.valid {
-			wo.fail(wp+".table", "missing (want coil or holding)")
+		} else if wo.OK() {
+			wo.AddAt(wp+".table", "missing (want coil or holding)")
 		}
 		w.Address = -1
-		if !wo.integer("address", &w.Address) && wo.valid {
-			wo.fail(wp+".address", "missing")
+		if !wo.Int("address", &w.Address) && wo.OK() {
+			wo.AddAt(wp+".address", "missing")
 		} else if w.Address < 0 || w.Address > maxAddress {
-			wo.fail(wp+".address", "%d out of range 0..65535", w.Address)
+			wo.AddAt(wp+".address", "%d out of range 0..65535", w.Address)
 		}
-		if vv, ok := wo.key("value"); ok {
+		if vv, ok := wo.Raw("value"); ok {
 			val, err := methodValue(vv, w.Table)
 			if err != nil {
-				wo.fail(wp+".value", "%v", err)
+				wo.AddAt(wp+".value", "%v", err)
 			}
 			w.Value = val
-		} else if wo.valid {
-			wo.fail(wp+".value", "missing")
+		} else if wo.OK() {
+			wo.AddAt(wp+".value", "missing")
 		}
-		wo.done(writeKeys)
+		wo.Done(writeKeys)
 		p.Methods[name] = w
 	}
-	o.done(methodNames)
+	o.Done(methodNames)
 }
 
 // methodValue decodes a method's write value: a register value (-32768..65535)
@@ -448,7 +449,7 @@ func methodValue(raw json.RawMessage, t Table) (uint16, error) {
 	}
 	var n float64
 	if err := json.Unmarshal(raw, &n); err != nil || n != math.Trunc(n) {
-		return 0, fmt.Errorf("want an integer, got %s", short(raw))
+		return 0, fmt.Errorf("want an integer, got %s", jsonfields.Short(raw))
 	}
 	if t == TableCoil {
 		if n != 0 && n != 1 {
@@ -485,12 +486,12 @@ func scalarValue(raw json.RawMessage) (plugins.Value, error) {
 		}
 		return plugins.Value{Kind: plugins.KindFloat, Float: f}, nil
 	}
-	return plugins.Value{}, fmt.Errorf("want a boolean, number or string, got %s", short(raw))
+	return plugins.Value{}, fmt.Errorf("want a boolean, number or string, got %s", jsonfields.Short(raw))
 }
 
 func validateQuirks(q *Quirks, path string, errs *[]plugins.FieldError) {
 	add := func(k, f string, a ...any) {
-		*errs = append(*errs, plugins.FieldError{Path: joinPath(path, k), Message: fmt.Sprintf(f, a...)})
+		*errs = append(*errs, plugins.FieldError{Path: jsonfields.Join(path, k), Message: fmt.Sprintf(f, a...)})
 	}
 	if q.MaxRegistersPerRead < 1 || q.MaxRegistersPerRead > MaxReadRegisters {
 		add("max_registers_per_read", "%d out of range 1..%d", q.MaxRegistersPerRead, MaxReadRegisters)

@@ -157,7 +157,7 @@ func (d *Driver) Write(ctx context.Context, id string, values []plugins.PointWri
 		back, err := encodeWrite(pts[i], v)
 		if err != nil || !sameItem(back, items[i]) {
 			res[i].OK = false
-			res[i].Error = fmt.Sprintf("read-back mismatch: wrote %s, device holds %s", valueString(values[i].Value), valueString(v))
+			res[i].Error = fmt.Sprintf("read-back mismatch: wrote %s, device holds %s", values[i].Value.Text(), v.Text())
 		}
 	}
 	return res, nil

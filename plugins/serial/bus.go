@@ -9,6 +9,7 @@ import (
 
 	"github.com/drover-iot/drover/internal/smp"
 	"github.com/drover-iot/drover/plugins"
+	"github.com/drover-iot/drover/plugins/internal/jsonfields"
 )
 
 // Bus defaults and limits.
@@ -87,68 +88,68 @@ func decodeBus(raw json.RawMessage, errs *[]plugins.FieldError) *Bus {
 		Retries: DefaultRetries, Version: smp.VersionAuto, Transport: smp.TransportBase64, LineLength: smp.MaxLine,
 		Pacing: smp.PacingAuto, EraseTimeout: DefaultEraseTimeout, ResetDelay: DefaultResetDelay,
 		RebootTimeout: DefaultRebootTimeout}
-	f := newFields(raw, "", errs)
-	f.skip("name", "plugin")
+	f := jsonfields.Open(raw, "", errs)
+	f.Skip("name", "plugin")
 	for _, k := range []string{"mode", "address"} {
-		if f.has(k) {
-			f.add(k, "not used by the serial plugin (an SMP device sits alone on its UART: set port)")
+		if f.Has(k) {
+			f.Add(k, "not used by the serial plugin (an SMP device sits alone on its UART: set port)")
 		}
-		f.skip(k)
+		f.Skip(k)
 	}
-	f.str("port", &b.Port)
-	if f.integer("baud", &b.Baud) && !slices.Contains(bauds, b.Baud) {
-		f.add("baud", "unsupported baud rate %d (want one of %v)", b.Baud, bauds)
+	f.Str("port", &b.Port)
+	if f.Int("baud", &b.Baud) && !slices.Contains(bauds, b.Baud) {
+		f.Add("baud", "unsupported baud rate %d (want one of %v)", b.Baud, bauds)
 	}
-	if f.integer("data_bits", &b.DataBits) && (b.DataBits < 5 || b.DataBits > 8) {
-		f.add("data_bits", "%d not supported (want 5..8; SMP needs 8)", b.DataBits)
+	if f.Int("data_bits", &b.DataBits) && (b.DataBits < 5 || b.DataBits > 8) {
+		f.Add("data_bits", "%d not supported (want 5..8; SMP needs 8)", b.DataBits)
 	} else if b.DataBits != 8 {
-		f.add("data_bits", "SMP carries 8-bit bytes: want 8, got %d", b.DataBits)
+		f.Add("data_bits", "SMP carries 8-bit bytes: want 8, got %d", b.DataBits)
 	}
-	f.oneOf("parity", &b.Parity, parities...)
-	if f.integer("stop_bits", &b.StopBits) && b.StopBits != 1 && b.StopBits != 2 {
-		f.add("stop_bits", "%d not supported (want 1 or 2)", b.StopBits)
+	f.OneOf("parity", &b.Parity, parities...)
+	if f.Int("stop_bits", &b.StopBits) && b.StopBits != 1 && b.StopBits != 2 {
+		f.Add("stop_bits", "%d not supported (want 1 or 2)", b.StopBits)
 	}
 	durIn := func(key string, dst *time.Duration, lo, hi time.Duration) {
-		if f.duration(key, dst) && (*dst < lo || *dst > hi) {
-			f.add(key, "%s out of range %s..%s", *dst, lo, hi)
+		if f.Duration(key, dst) && (*dst < lo || *dst > hi) {
+			f.Add(key, "%s out of range %s..%s", *dst, lo, hi)
 		}
 	}
 	durIn("timeout", &b.Timeout, time.Millisecond, maxTimeout)
-	if f.integer("retries", &b.Retries) && (b.Retries < 0 || b.Retries > maxRetries) {
-		f.add("retries", "%d out of range 0..%d", b.Retries, maxRetries)
+	if f.Int("retries", &b.Retries) && (b.Retries < 0 || b.Retries > maxRetries) {
+		f.Add("retries", "%d out of range 0..%d", b.Retries, maxRetries)
 	}
 	var s string
-	if f.oneOf("smp_version", &s, versionModes...) {
+	if f.OneOf("smp_version", &s, versionModes...) {
 		b.Version = smp.VersionMode(s)
 	}
-	if f.oneOf("transport", &s, transports...) {
+	if f.OneOf("transport", &s, transports...) {
 		b.Transport = smp.TransportKind(s)
 	}
-	if f.integer("line_length", &b.LineLength) && (b.LineLength < smp.MinLine || b.LineLength > maxLineLength) {
-		f.add("line_length", "%d out of range %d..%d (stock Zephyr and MCUboot take %d)", b.LineLength, smp.MinLine, maxLineLength, smp.MaxLine)
+	if f.Int("line_length", &b.LineLength) && (b.LineLength < smp.MinLine || b.LineLength > maxLineLength) {
+		f.Add("line_length", "%d out of range %d..%d (stock Zephyr and MCUboot take %d)", b.LineLength, smp.MinLine, maxLineLength, smp.MaxLine)
 	}
-	if v, ok := f.raw("line_pacing"); ok {
+	if v, ok := f.Raw("line_pacing"); ok {
 		b.Pacing = decodePacing(v, f)
 	}
 	durIn("erase_timeout", &b.EraseTimeout, time.Second, maxLongTimeout)
 	durIn("reset_delay", &b.ResetDelay, 0, maxTimeout)
 	durIn("reboot_timeout", &b.RebootTimeout, time.Second, maxLongTimeout)
-	if v, ok := f.raw("scan_ports"); ok {
+	if v, ok := f.Raw("scan_ports"); ok {
 		if err := json.Unmarshal(v, &b.ScanPorts); err != nil {
-			f.add("scan_ports", "want a list of device paths or globs")
+			f.Add("scan_ports", "want a list of device paths or globs")
 		}
 		for i, p := range b.ScanPorts {
 			if !strings.HasPrefix(p, "/") {
-				f.add(fmt.Sprintf("scan_ports[%d]", i), "%q is not an absolute path", p)
+				f.Add(fmt.Sprintf("scan_ports[%d]", i), "%q is not an absolute path", p)
 			}
 		}
 	}
-	f.done(busKeys)
-	if f.ok && b.Port == "" {
-		f.add("port", "missing (the UART the device is on, e.g. /dev/ttyS1)")
+	f.Done(busKeys)
+	if f.OK() && b.Port == "" {
+		f.Add("port", "missing (the UART the device is on, e.g. /dev/ttyS1)")
 	}
-	if b.Transport == smp.TransportRaw && f.has("line_pacing") {
-		f.add("line_pacing", "not used with transport raw (raw packets have no lines)")
+	if b.Transport == smp.TransportRaw && f.Has("line_pacing") {
+		f.Add("line_pacing", "not used with transport raw (raw packets have no lines)")
 	}
 	if b.ScanPorts == nil {
 		b.ScanPorts = DefaultScanPorts
@@ -159,10 +160,10 @@ func decodeBus(raw json.RawMessage, errs *[]plugins.FieldError) *Bus {
 // decodePacing reads line_pacing: "auto" (the default: the wire time of
 // the previous line plus two character times), "none", or a duration added to the wire
 // time ("20ms", newtmgr's fixed pause).
-func decodePacing(v json.RawMessage, f *fields) time.Duration {
+func decodePacing(v json.RawMessage, f *jsonfields.Object) time.Duration {
 	var s string
 	if err := json.Unmarshal(v, &s); err != nil {
-		f.add("line_pacing", `want "auto", "none" or a duration such as "2ms"`)
+		f.Add("line_pacing", `want "auto", "none" or a duration such as "2ms"`)
 		return smp.PacingAuto
 	}
 	switch s {
@@ -173,7 +174,7 @@ func decodePacing(v json.RawMessage, f *fields) time.Duration {
 	}
 	d, err := time.ParseDuration(s)
 	if err != nil || d <= 0 || d > time.Second {
-		f.add("line_pacing", `bad value %q (want "auto", "none" or a duration above 0 and at most 1s)`, s)
+		f.Add("line_pacing", `bad value %q (want "auto", "none" or a duration above 0 and at most 1s)`, s)
 		return smp.PacingAuto
 	}
 	return d

@@ -8,7 +8,6 @@ import (
 	"io"
 	"log/slog"
 	"os"
-	"strings"
 	"sync"
 	"time"
 
@@ -18,6 +17,7 @@ import (
 	"github.com/drover-iot/drover/internal/smp"
 	"github.com/drover-iot/drover/internal/version"
 	"github.com/drover-iot/drover/plugins"
+	"github.com/drover-iot/drover/plugins/internal/jsonfields"
 )
 
 const pluginName = "serial"
@@ -188,21 +188,13 @@ func (d *Driver) ValidateProfile(_ context.Context, profile json.RawMessage) ([]
 	return ValidateProfile(profile), nil
 }
 
-func fieldErrors(what string, errs []plugins.FieldError) error {
-	parts := make([]string, 0, len(errs))
-	for _, e := range errs {
-		parts = append(parts, e.Path+": "+e.Message)
-	}
-	return plugins.Errorf(plugins.CodeInvalid, "%s: %s", what, strings.Join(parts, "; "))
-}
-
 // OpenBus implements plugins.Plugin. The port is opened and locked at once,
 // so a missing or busy port is reported here; opening an open bus replaces
 // it (its device is detached).
 func (d *Driver) OpenBus(ctx context.Context, bc plugins.BusConfig) error {
 	b, errs := ParseBus(bc.Config)
 	if errs != nil {
-		return fieldErrors("bus "+bc.Name, errs)
+		return jsonfields.FieldsError("bus "+bc.Name, errs)
 	}
 	d.mu.RLock()
 	_, open := d.buses[bc.Name]
@@ -250,9 +242,9 @@ func (d *Driver) CloseBus(_ context.Context, name string) error {
 func (d *Driver) Attach(_ context.Context, dc plugins.DeviceConfig) error {
 	p, errs := ParseProfile(dc.Profile)
 	if errs != nil {
-		return fieldErrors("profile of device "+dc.ID, errs)
+		return jsonfields.FieldsError("profile of device "+dc.ID, errs)
 	}
-	if !isNull(dc.Options) {
+	if !jsonfields.IsNull(dc.Options) {
 		var m map[string]json.RawMessage
 		if json.Unmarshal(dc.Options, &m) != nil || len(m) > 0 {
 			return plugins.Errorf(plugins.CodeInvalid, "attach %s: the serial plugin takes no device options", dc.ID)
@@ -509,28 +501,12 @@ func (d *Driver) Write(ctx context.Context, id string, values []plugins.PointWri
 		out[i].ReadBack = &rb
 		want, _ := encodeSetting(p, values[i].Value)
 		if got, _ := encodeSetting(p, rb); string(got) != string(want) {
-			out[i].Error = plugins.Errorf(plugins.CodeDeviceError, "write %s %s: read back %s, wrote %s", id, p.Name, valueString(rb), valueString(values[i].Value)).Error()
+			out[i].Error = plugins.Errorf(plugins.CodeDeviceError, "write %s %s: read back %s, wrote %s", id, p.Name, rb.Text(), values[i].Value.Text()).Error()
 			continue
 		}
 		out[i].OK = true
 	}
 	return out, nil
-}
-
-func valueString(v plugins.Value) string {
-	switch v.Kind {
-	case plugins.KindBool:
-		return fmt.Sprint(v.Bool)
-	case plugins.KindInt:
-		return fmt.Sprint(v.Int)
-	case plugins.KindUint:
-		return fmt.Sprint(v.Uint)
-	case plugins.KindFloat:
-		return fmt.Sprint(v.Float)
-	case plugins.KindString:
-		return fmt.Sprintf("%q", v.String)
-	}
-	return "none"
 }
 
 // errNotAnswering is a device that stayed silent after a reset.

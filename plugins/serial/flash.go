@@ -16,6 +16,7 @@ import (
 	"github.com/drover-iot/drover/internal/mcuboot"
 	"github.com/drover-iot/drover/internal/smp"
 	"github.com/drover-iot/drover/plugins"
+	"github.com/drover-iot/drover/plugins/internal/jsonfields"
 )
 
 // Flash phases, as FlashEvent.Phase.
@@ -82,7 +83,7 @@ func loadImage(req plugins.FlashRequest) ([]byte, mcuboot.Image, error) {
 	if err != nil {
 		return nil, mcuboot.Image{}, plugins.Errorf(plugins.CodeInvalid, "flash %s: %s is not an MCUboot image: %v", req.DeviceID, req.ImagePath, err)
 	}
-	if !isNull(req.Manifest) {
+	if !jsonfields.IsNull(req.Manifest) {
 		var m Manifest
 		if err := json.Unmarshal(req.Manifest, &m); err != nil {
 			return nil, mcuboot.Image{}, plugins.Errorf(plugins.CodeInvalid, "flash %s: manifest: %v", req.DeviceID, err)

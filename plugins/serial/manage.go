@@ -85,7 +85,7 @@ func (d *Driver) Identify(ctx context.Context, id string) (plugins.Identity, err
 			return plugins.Identity{}, err
 		}
 		if err == nil {
-			out.Serial = strings.Trim(valueString(v), `"`)
+			out.Serial = strings.Trim(v.Text(), `"`)
 		}
 	}
 	return out, nil

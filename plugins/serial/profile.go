@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/drover-iot/drover/plugins"
+	"github.com/drover-iot/drover/plugins/internal/jsonfields"
 )
 
 // Source is where a point's value comes from.
@@ -108,17 +109,17 @@ func ValidateProfile(raw json.RawMessage) []plugins.FieldError {
 
 func decodeProfile(raw json.RawMessage, errs *[]plugins.FieldError) *Profile {
 	p := &Profile{}
-	f := newFields(raw, "", errs)
-	f.skip("description", "sim") // sim: the simulator's block
-	f.str("name", &p.Name)
+	f := jsonfields.Open(raw, "", errs)
+	f.Skip("description", "sim") // sim: the simulator's block
+	f.Str("name", &p.Name)
 	var plugin string
-	if f.str("plugin", &plugin) && plugin != pluginName {
-		f.add("plugin", "profile is for plugin %q, not %q", plugin, pluginName)
+	if f.Str("plugin", &plugin) && plugin != pluginName {
+		f.Add("plugin", "profile is for plugin %q, not %q", plugin, pluginName)
 	}
-	if v, ok := f.raw("points"); ok {
+	if v, ok := f.Raw("points"); ok {
 		var items []json.RawMessage
 		if err := json.Unmarshal(v, &items); err != nil {
-			f.add("points", "want a list")
+			f.Add("points", "want a list")
 		}
 		names := map[string]int{}
 		for i, it := range items {
@@ -133,88 +134,88 @@ func decodeProfile(raw json.RawMessage, errs *[]plugins.FieldError) *Profile {
 			p.Points = append(p.Points, pt)
 		}
 	}
-	if v, ok := f.raw("methods"); ok {
+	if v, ok := f.Raw("methods"); ok {
 		var m map[string]json.RawMessage
 		if err := json.Unmarshal(v, &m); err != nil {
-			f.add("methods", "want a map of method names")
+			f.Add("methods", "want a map of method names")
 		}
 		for _, name := range builtinOps {
-			if mv, ok := m[name]; ok && !isNull(mv) {
+			if mv, ok := m[name]; ok && !jsonfields.IsNull(mv) {
 				var body map[string]json.RawMessage
 				if json.Unmarshal(mv, &body) != nil || len(body) > 0 {
-					f.add("methods."+name, "the serial plugin's %s is an SMP command: give it as {} (no action to describe)", name)
+					f.Add("methods."+name, "the serial plugin's %s is an SMP command: give it as {} (no action to describe)", name)
 				}
 			}
 		}
 		// Other names are custom methods: the gateway checks them.
 	}
-	if v, ok := f.raw("in_use"); ok {
-		u := newFields(v, "in_use", errs)
+	if v, ok := f.Raw("in_use"); ok {
+		u := jsonfields.Open(v, "in_use", errs)
 		var pt string
-		if u.str("point", &pt) {
+		if u.Str("point", &pt) {
 			if _, ok := p.Point(pt); !ok {
-				u.add("point", "no point %q in this profile", pt)
+				u.Add("point", "no point %q in this profile", pt)
 			}
 		}
-		u.skip("equals")
-		u.done([]string{"point", "equals"})
+		u.Skip("equals")
+		u.Done([]string{"point", "equals"})
 	}
-	if v, ok := f.raw("identify"); ok {
-		id := newFields(v, "identify", errs)
-		id.str("manufacturer", &p.Identify.Manufacturer)
-		id.str("model", &p.Identify.Model)
-		if id.str("serial_point", &p.Identify.SerialPoint) {
+	if v, ok := f.Raw("identify"); ok {
+		id := jsonfields.Open(v, "identify", errs)
+		id.Str("manufacturer", &p.Identify.Manufacturer)
+		id.Str("model", &p.Identify.Model)
+		if id.Str("serial_point", &p.Identify.SerialPoint) {
 			if _, ok := p.Point(p.Identify.SerialPoint); !ok {
-				id.add("serial_point", "no point %q in this profile", p.Identify.SerialPoint)
+				id.Add("serial_point", "no point %q in this profile", p.Identify.SerialPoint)
 			}
 		}
-		id.done(identifyKeys)
+		id.Done(identifyKeys)
 	}
-	if v, ok := f.raw("settings"); ok {
-		s := newFields(v, "settings", errs)
-		s.boolean("save", &p.Save)
-		s.boolean("commit", &p.Commit)
-		s.done(settingsKeys)
+	if v, ok := f.Raw("settings"); ok {
+		s := jsonfields.Open(v, "settings", errs)
+		s.Bool("save", &p.Save)
+		s.Bool("commit", &p.Commit)
+		s.Done(settingsKeys)
 	}
-	f.done(profileKeys)
+	f.Done(profileKeys)
 	return p
 }
 
 func decodePoint(raw json.RawMessage, path string, errs *[]plugins.FieldError) Point {
 	pt := Point{}
-	f := newFields(raw, path, errs)
-	f.skip("description", "unit", "deadband")
-	if !f.str("name", &pt.Name) || pt.Name == "" {
-		if f.ok {
-			f.add("name", "missing")
+	f := jsonfields.Open(raw, path, errs)
+	f.Skip("description", "unit", "deadband")
+	if !f.Str("name", &pt.Name) || pt.Name == "" {
+		if f.OK() {
+			f.Add("name", "missing")
 		}
 	}
 	var typ string
-	hasType := f.oneOf("type", &typ, types...)
+	hasType := f.OneOf("type", &typ, types...)
 	pt.Type = Type(typ)
-	f.duration("poll", &pt.Poll)
-	f.boolean("writable", &pt.Writable)
+	f.Duration("poll", &pt.Poll)
+	f.Bool("writable", &pt.Writable)
 	var sources []string
 	for _, k := range []string{"stat", "setting", "os"} {
-		if f.has(k) {
+		if f.Has(k) {
 			sources = append(sources, k)
 		}
 	}
 	switch {
-	case !f.ok:
+	case !f.OK():
 		return pt
 	case len(sources) == 0:
-		f.add("", "say where the value comes from: stat (with field), setting, or os (%s)", strings.Join(osItems, " | "))
+		f.Add("", "say where the value comes from: stat (with field), setting, or os (%s)", strings.Join(osItems, " | "))
 	case len(sources) > 1:
-		f.add(sources[1], "a point has one source; it already has %s", sources[0])
+		f.Add(sources[1], "a point has one source; it already has %s", sources[0])
 	}
-	f.str("stat", &pt.Group)
-	f.str("field", &pt.Field)
-	f.str("setting", &pt.Setting)
-	f.oneOf("os", &pt.OS, osItems...)
-	f.str("format", &pt.Format)
+	f.Str("stat", &pt.Group)
+	f.Str("field", &pt.Field)
+	f.Str("setting", &pt.Setting)
+	f.OneOf("os", &pt.OS, osItems...)
+	f.Str("format", &pt.Format)
 	var order string
-	if f.oneOf("byte_order", &order, "little", "big") {
+	if f.OneOf("byte_order", &order, "little", "big") {
 		pt.BigEndian = order == "big"
 	}
 	if len(sources) != 1 {
@@ -223,8 +224,8 @@ func decodePoint(raw json.RawMessage, path string, errs *[]plugins.FieldError) P
 	pt.Source = Source(sources[0])
 	notFor := func(keys ...string) {
 		for _, k := range keys {
-			if f.has(k) {
-				f.add(k, "not used by a %s point", pt.Source)
+			if f.Has(k) {
+				f.Add(k, "not used by a %s point", pt.Source)
 			}
 		}
 	}
@@ -232,10 +233,10 @@ func decodePoint(raw json.RawMessage, path string, errs *[]plugins.FieldError) P
 	case SourceStat:
 		notFor("byte_order", "format")
 		if pt.Group == "" {
-			f.add("stat", "want the statistics group's name")
+			f.Add("stat", "want the statistics group's name")
 		}
 		if pt.Field == "" {
-			f.add("field", "missing: the field of statistics group %q to read", pt.Group)
+			f.Add("field", "missing: the field of statistics group %q to read", pt.Group)
 		}
 		if !hasType {
 			pt.Type = "uint64"
@@ -243,10 +244,10 @@ func decodePoint(raw json.RawMessage, path string, errs *[]plugins.FieldError) P
 	case SourceSetting:
 		notFor("field", "format")
 		if pt.Setting == "" {
-			f.add("setting", "want the setting's name, e.g. \"app/interval\"")
+			f.Add("setting", "want the setting's name, e.g. \"app/interval\"")
 		}
-		if !hasType && !f.has("type") {
-			f.add("type", "missing: the setting's stored encoding (%s)", strings.Join(types, ", "))
+		if !hasType && !f.Has("type") {
+			f.Add("type", "missing: the setting's stored encoding (%s)", strings.Join(types, ", "))
 		}
 		if pt.Type == "bool" || pt.Type == "string" {
 			notFor("byte_order")
@@ -254,7 +255,7 @@ func decodePoint(raw json.RawMessage, path string, errs *[]plugins.FieldError) P
 	case SourceOS:
 		notFor("field", "byte_order")
 		if pt.Format != "" && pt.OS != OSInfo {
-			f.add("format", "only for os: info")
+			f.Add("format", "only for os: info")
 		}
 		want := Type("string")
 		if pt.OS == OSBufSize {
@@ -263,13 +264,13 @@ func decodePoint(raw json.RawMessage, path string, errs *[]plugins.FieldError) P
 		if !hasType {
 			pt.Type = want
 		} else if (want == "string") != (pt.Type == "string") {
-			f.add("type", "os %s is a %s", pt.OS, want)
+			f.Add("type", "os %s is a %s", pt.OS, want)
 		}
 	}
 	if pt.Writable && pt.Source != SourceSetting {
-		f.add("writable", "only setting points can be written (this is a %s point)", pt.Source)
+		f.Add("writable", "only setting points can be written (this is a %s point)", pt.Source)
 	}
-	f.done(pointKeys)
+	f.Done(pointKeys)
 	return pt
 }
 
