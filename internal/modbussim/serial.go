@@ -7,6 +7,8 @@ import (
 	"io"
 	"os"
 	"time"
+
+	"github.com/drover-iot/drover/internal/clock"
 )
 
 // Framing selects the serial-line transmission mode.
@@ -157,7 +159,7 @@ func (s *Sim) answerSerial(ctx context.Context, rw io.Writer, fr framer, adu []b
 	if s.opts.Pace {
 		d += wireTime(len(out), bits, s.opts.Baud) + t35(s.opts.Baud)
 	}
-	if !sleepCtx(ctx, d) {
+	if !clock.Sleep(ctx, d) {
 		return false
 	}
 	type deadliner interface{ SetWriteDeadline(time.Time) error }

@@ -9,6 +9,8 @@ import (
 	"net"
 	"sync"
 	"time"
+
+	"github.com/drover-iot/drover/internal/clock"
 )
 
 // MBAP header limits. [Modbus Messaging on TCP/IP V1.0b §3.1.3]
@@ -105,7 +107,7 @@ func (s *Sim) serveConn(ctx context.Context, c net.Conn) {
 		if !ok {
 			continue
 		}
-		if !sleepCtx(ctx, r.delay) {
+		if !clock.Sleep(ctx, r.delay) {
 			return
 		}
 		out := make([]byte, 0, mbapLen+len(r.pdu))
@@ -118,20 +120,5 @@ func (s *Sim) serveConn(ctx context.Context, c net.Conn) {
 			log.Debug("modbus tcp write", "error", err)
 			return
 		}
-	}
-}
-
-// sleepCtx waits d on a timer; false if ctx ended first.
-func sleepCtx(ctx context.Context, d time.Duration) bool {
-	if d <= 0 {
-		return ctx.Err() == nil
-	}
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-t.C:
-		return true
-	case <-ctx.Done():
-		return false
 	}
 }

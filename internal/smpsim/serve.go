@@ -9,6 +9,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/drover-iot/drover/internal/clock"
 	"github.com/drover-iot/drover/internal/smp"
 )
 
@@ -452,7 +453,7 @@ func (s *server) sendText(ctx context.Context, epoch int, text ...string) {
 // upload state; after ResetSilence MCUboot runs and the application boots.
 func (s *server) reboot(ctx context.Context, answered bool, started chan struct{}) {
 	d := s.d
-	if answered && !sleepCtx(ctx, d.cfg.ResetDelay) {
+	if answered && !clock.Sleep(ctx, d.cfg.ResetDelay) {
 		return
 	}
 	d.mu.Lock()
@@ -476,7 +477,7 @@ drain:
 			break drain
 		}
 	}
-	if !sleepCtx(ctx, d.cfg.ResetSilence) {
+	if !clock.Sleep(ctx, d.cfg.ResetSilence) {
 		return
 	}
 	s.boot(ctx)
@@ -653,22 +654,7 @@ func (c *Config) wire(n int) time.Duration {
 
 // sleepUntil waits for t or ctx; false means ctx ended.
 func sleepUntil(ctx context.Context, t time.Time) bool {
-	return sleepCtx(ctx, time.Until(t))
-}
-
-// sleepCtx waits for d or ctx; false means ctx ended.
-func sleepCtx(ctx context.Context, d time.Duration) bool {
-	if d <= 0 {
-		return ctx.Err() == nil
-	}
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-t.C:
-		return true
-	case <-ctx.Done():
-		return false
-	}
+	return clock.Sleep(ctx, time.Until(t))
 }
 
 // hostGap adds the silence since the last answer to Counters.HostGap when

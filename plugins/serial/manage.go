@@ -9,6 +9,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/drover-iot/drover/internal/clock"
 	"github.com/drover-iot/drover/internal/smp"
 	"github.com/drover-iot/drover/plugins"
 )
@@ -257,8 +258,8 @@ const probeGap = 200 * time.Millisecond
 // probes with echo until the device answers or ctx ends. A port that
 // failed meanwhile (a USB device re-enumerating) is reopened.
 func (dev *device) awaitUp(ctx context.Context, c *smp.Client) error {
-	if err := sleepCtx(ctx, dev.bus.cfg.ResetDelay); err != nil {
-		return fmt.Errorf("%w: %w", errNotAnswering, err)
+	if !clock.Sleep(ctx, dev.bus.cfg.ResetDelay) {
+		return fmt.Errorf("%w: %w", errNotAnswering, ctx.Err())
 	}
 	c.ForgetDevice()
 	var last error
@@ -275,24 +276,12 @@ func (dev *device) awaitUp(ctx context.Context, c *smp.Client) error {
 			return nil // an answer, even an error, is a device that runs
 		case !isTimeout(err):
 			// Port gone or failing: try again shortly.
-			if err := sleepCtx(ctx, probeGap); err != nil {
+			if !clock.Sleep(ctx, probeGap) {
 				return fmt.Errorf("%w (last probe: %w)", errNotAnswering, last)
 			}
 		}
 		if ctx.Err() != nil {
 			return fmt.Errorf("%w (last probe: %w)", errNotAnswering, last)
 		}
-	}
-}
-
-// sleepCtx waits d on a timer, or until ctx ends.
-func sleepCtx(ctx context.Context, d time.Duration) error {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return ctx.Err()
-	case <-t.C:
-		return nil
 	}
 }

@@ -7,6 +7,7 @@ import (
 	"slices"
 	"time"
 
+	"github.com/drover-iot/drover/internal/clock"
 	"github.com/drover-iot/drover/internal/smp"
 	"github.com/drover-iot/drover/plugins"
 )
@@ -64,8 +65,8 @@ func (d *Driver) Scan(ctx context.Context, req plugins.ScanRequest, progress fun
 	log := e.log.With("op", "scan")
 	for addr := req.From; addr <= req.To && addr < len(ports); addr++ {
 		if addr > req.From && req.Interval > 0 {
-			if err := sleepCtx(ctx, req.Interval); err != nil {
-				return asPluginError("scan "+req.Bus, err)
+			if !clock.Sleep(ctx, req.Interval) {
+				return asPluginError("scan "+req.Bus, ctx.Err())
 			}
 		}
 		ev := d.probe(ctx, e, addr, ports[addr], req.Timeout)
