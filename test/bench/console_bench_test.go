@@ -11,12 +11,8 @@ import (
 	"path/filepath"
 	"regexp"
 	"strings"
-	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
-
-	mqtt "github.com/eclipse/paho.mqtt.golang"
 
 	"github.com/drover-iot/drover/test/harness"
 )
@@ -144,29 +140,11 @@ func BenchmarkMetricsScrape10k(b *testing.B) {
 	}
 	scrape("idle hub")
 	ids := c.createDevices(b, "m", n)
-	clients := make([]mqtt.Client, n)
-	var ok atomic.Int64
-	var wg sync.WaitGroup
-	sem := make(chan struct{}, 64)
-	for i, id := range ids {
-		wg.Add(1)
-		sem <- struct{}{}
-		go func(i int, id string) {
-			defer wg.Done()
-			defer func() { <-sem }()
-			clients[i] = connectDevice(b, h, nil, id)
-			ok.Add(1)
-		}(i, id)
-	}
-	wg.Wait()
+	clients, connected := connectAll(b, h, ids)
 	_, body, _ := c.do("GET", "/metrics", nil)
-	if !strings.Contains(string(body), fmt.Sprintf("localhub_connected_devices %d\n", ok.Load())) {
-		b.Fatalf("connected gauge is not %d", ok.Load())
+	if !strings.Contains(string(body), fmt.Sprintf("localhub_connected_devices %d\n", connected)) {
+		b.Fatalf("connected gauge is not %d", connected)
 	}
-	scrape(fmt.Sprintf("%d connected", ok.Load()))
-	for _, cl := range clients {
-		if cl != nil {
-			cl.Disconnect(0)
-		}
-	}
+	scrape(fmt.Sprintf("%d connected", connected))
+	disconnectAll(clients)
 }
