@@ -8,6 +8,7 @@ package main
 import (
 	"context"
 	"fmt"
+	"log/slog"
 	"os"
 	"os/signal"
 	"syscall"
@@ -33,4 +34,14 @@ func main() {
 		fmt.Fprintln(os.Stderr, "devsim:", err)
 		os.Exit(1)
 	}
+}
+
+// newLogger is the stderr logger of every simulator, at the --log-level
+// given (debug, info, warn or error).
+func newLogger(level string) (*slog.Logger, error) {
+	var l slog.Level
+	if err := l.UnmarshalText([]byte(level)); err != nil {
+		return nil, fmt.Errorf("parse --log-level: %w", err)
+	}
+	return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: l})), nil
 }

@@ -3,8 +3,6 @@ package main
 import (
 	"errors"
 	"fmt"
-	"log/slog"
-	"os"
 	"time"
 
 	"github.com/drover-iot/drover/internal/modbussim"
@@ -66,11 +64,10 @@ Faults: --drop, --delay, --bad-crc and --exception apply to every unit;
 }
 
 func runModbus(cmd *cobra.Command, f *modbusFlags) error {
-	var level slog.Level
-	if err := level.UnmarshalText([]byte(f.logLevel)); err != nil {
-		return fmt.Errorf("parse --log-level: %w", err)
+	log, err := newLogger(f.logLevel)
+	if err != nil {
+		return err
 	}
-	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
 
 	p, err := modbussim.LoadProfile(f.profile)
 	if err != nil {

@@ -4,8 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"log/slog"
-	"os"
 	"strconv"
 	"strings"
 	"sync"
@@ -142,11 +140,10 @@ func parseSerialFaults(specs []string, f *smpsim.Faults) error {
 }
 
 func runSerial(cmd *cobra.Command, f *serialFlags) error {
-	var level slog.Level
-	if err := level.UnmarshalText([]byte(f.logLevel)); err != nil {
-		return fmt.Errorf("parse --log-level: %w", err)
+	log, err := newLogger(f.logLevel)
+	if err != nil {
+		return err
 	}
-	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
 	if f.count < 1 || f.count > 64 {
 		return fmt.Errorf("--count %d outside 1..64", f.count)
 	}
