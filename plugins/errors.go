@@ -58,3 +58,28 @@ func CodeOf(err error) Code {
 	}
 	return CodeUnknown
 }
+
+// Coded gives err a contract code, with doing (e.g. "read pump-1") as
+// context. An err that carries a code already (an *Error in its chain)
+// keeps it; any other gets code(err). err stays in the chain, so both
+// CodeOf and errors.Is(err, a driver's own sentinel) work on the result.
+// Nil stays nil.
+func Coded(doing string, err error, code func(error) Code) error {
+	if err == nil {
+		return nil
+	}
+	var pe *Error
+	if errors.As(err, &pe) {
+		return fmt.Errorf("%s: %w", doing, err)
+	}
+	return &codedError{pe: &Error{Code: code(err), Msg: doing + ": " + err.Error()}, cause: err}
+}
+
+// codedError is an *Error and the cause it was made from.
+type codedError struct {
+	pe    *Error
+	cause error
+}
+
+func (e *codedError) Error() string   { return e.pe.Error() }
+func (e *codedError) Unwrap() []error { return []error{e.pe, e.cause} }

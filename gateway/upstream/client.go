@@ -12,6 +12,8 @@ import (
 	"time"
 
 	mqtt "github.com/eclipse/paho.mqtt.golang"
+
+	"github.com/drover-iot/drover/internal/clock"
 )
 
 // Internal timings.
@@ -198,7 +200,7 @@ func (c *Client) wait(ctx context.Context, d time.Duration) bool {
 		return true
 	case spread := <-c.nudges:
 		c.log.Debug("upstream reconnect nudged: the hub answers another identity")
-		return sleep(ctx, time.Duration(c.rnd(int64(max(spread, 1)))))
+		return clock.Sleep(ctx, time.Duration(c.rnd(int64(max(spread, 1)))))
 	case <-ctx.Done():
 		return false
 	}
@@ -209,17 +211,6 @@ func (c *Client) nudge(spread time.Duration) {
 	select {
 	case c.nudges <- spread:
 	default:
-	}
-}
-
-func sleep(ctx context.Context, d time.Duration) bool {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-t.C:
-		return true
-	case <-ctx.Done():
-		return false
 	}
 }
 

@@ -143,24 +143,4 @@ func codeOf(err error) plugins.Code {
 
 // asPluginError turns err into a *plugins.Error (keeping err in the chain
 // for errors.Is) with doing as context, e.g. "read pump-1".
-func asPluginError(doing string, err error) error {
-	if err == nil {
-		return nil
-	}
-	var pe *plugins.Error
-	if errors.As(err, &pe) {
-		return fmt.Errorf("%s: %w", doing, err)
-	}
-	pe = &plugins.Error{Code: codeOf(err), Msg: doing + ": " + err.Error()}
-	return &codedError{pe: pe, cause: err}
-}
-
-// codedError carries a contract code and the original cause, so both
-// plugins.CodeOf and errors.Is(err, ErrTimeout) work on it.
-type codedError struct {
-	pe    *plugins.Error
-	cause error
-}
-
-func (e *codedError) Error() string   { return e.pe.Error() }
-func (e *codedError) Unwrap() []error { return []error{e.pe, e.cause} }
+func asPluginError(doing string, err error) error { return plugins.Coded(doing, err, codeOf) }

@@ -3,7 +3,6 @@ package serial
 import (
 	"context"
 	"errors"
-	"fmt"
 
 	"github.com/drover-iot/drover/internal/portlock"
 	"github.com/drover-iot/drover/internal/smp"
@@ -43,25 +42,7 @@ func codeOf(err error) plugins.Code {
 
 // asPluginError gives err a contract code, keeping it in the chain for
 // errors.Is/As; doing says what was being done to which device.
-func asPluginError(doing string, err error) error {
-	if err == nil {
-		return nil
-	}
-	var pe *plugins.Error
-	if errors.As(err, &pe) {
-		return fmt.Errorf("%s: %w", doing, err)
-	}
-	return &codedError{pe: &plugins.Error{Code: codeOf(err), Msg: doing + ": " + err.Error()}, cause: err}
-}
-
-// codedError carries a contract code and the original cause.
-type codedError struct {
-	pe    *plugins.Error
-	cause error
-}
-
-func (e *codedError) Error() string   { return e.pe.Error() }
-func (e *codedError) Unwrap() []error { return []error{e.pe, e.cause} }
+func asPluginError(doing string, err error) error { return plugins.Coded(doing, err, codeOf) }
 
 // isTimeout reports whether err means the device did not answer.
 func isTimeout(err error) bool {
