@@ -23,10 +23,10 @@ func (c *fakeClock) Now() time.Time {
 
 // multiServer serves several images by digest and counts requests per digest.
 type multiServer struct {
-	srv    *httptest.Server
-	mu     sync.Mutex
-	images map[string][]byte
-	hits   map[string]int
+	srv     *httptest.Server
+	mu      sync.Mutex
+	images  map[string][]byte
+	hits    map[string]int
 	gate    chan struct{} // when set, each request waits for it to close
 	arrived chan struct{} // gets a value per request
 }
