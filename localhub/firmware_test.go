@@ -335,7 +335,10 @@ func TestFirmwareDeviceDownload(t *testing.T) {
 	d := &firmware.Downloader{Client: &http.Client{Transport: rec}, Attempts: 1}
 	url := "https://" + env.HTTPSAddr + "/firmware/content/" + im.m.File.SHA256
 	deviceAuth := func(id, key string) func(*http.Request) error {
-		return func(r *http.Request) error { r.Header.Set("Authorization", env.Token(t, id, key, time.Hour)); return nil }
+		return func(r *http.Request) error {
+			r.Header.Set("Authorization", env.Token(t, id, key, time.Hour))
+			return nil
+		}
 	}
 	policyAuth := func(name string) func(*http.Request) error {
 		p, _ := st.Policy(ctx, name)

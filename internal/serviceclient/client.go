@@ -153,7 +153,7 @@ type request struct {
 	body    any // marshalled as JSON when non-nil
 	rawBody []byte
 	stream  io.Reader // streamed as is (chunked), with header's Content-Type
-	alsoOK  []int // non-2xx statuses whose body the caller reads itself
+	alsoOK  []int     // non-2xx statuses whose body the caller reads itself
 }
 
 // send performs r and returns the response when its status is 2xx, or an

@@ -7,8 +7,8 @@ import (
 	"io"
 	"mime/multipart"
 	"net/http"
-	"net/url"
 	"net/textproto"
+	"net/url"
 
 	"github.com/drover-iot/drover/firmware"
 )
