@@ -1,0 +1,223 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+
+	"github.com/drover-iot/drover/firmware"
+	"github.com/drover-iot/drover/internal/serviceclient"
+	"github.com/drover-iot/drover/localhub/store"
+)
+
+// lineSignal is a writer that closes first when its first line arrives.
+type lineSignal struct {
+	mu    sync.Mutex
+	buf   bytes.Buffer
+	first chan struct{}
+	once  sync.Once
+}
+
+func (l *lineSignal) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	n, err := l.buf.Write(p)
+	if bytes.Contains(l.buf.Bytes(), []byte("\n")) {
+		l.once.Do(func() { close(l.first) })
+	}
+	return n, err
+}
+
+func (l *lineSignal) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.buf.String()
+}
+
+func TestFirmwareCommands(t *testing.T) {
+	c := newCtl(t)
+	ctx := context.Background()
+	dir := t.TempDir()
+	keyFile := filepath.Join(dir, "fw.key")
+
+	var key struct{ KeyFile, KeyID, PublicKey string }
+	c.okJSON(&key, "firmware", "keygen", keyFile)
+	st, err := os.Stat(keyFile)
+	if err != nil || st.Mode().Perm() != 0o600 {
+		t.Fatalf("key file: %v, %v (want mode 0600)", st, err)
+	}
+	trusted, err := firmware.NewKeySet(key.PublicKey)
+	if err != nil || key.KeyID == "" {
+		t.Fatalf("keygen printed %+v: %v", key, err)
+	}
+	c.fails("exists (use --force", "firmware", "keygen", keyFile)
+
+	img := make([]byte, 64<<10)
+	rand.Read(img)
+	imgFile := filepath.Join(dir, "mcu-2.1.0.bin")
+	os.WriteFile(imgFile, img, 0o644)
+
+	var im serviceclient.Image
+	c.okJSON(&im, "firmware", "upload", imgFile, "--version", "2.1.0", "--manufacturer", "Acme Labs", "--model", "mcu-7", "--model", "mcu-8", "--key", keyFile)
+	if im.ID != "Acme-Labs/mcu-7/2.1.0" || im.File.Size != int64(len(img)) || im.File.Name != "mcu-2.1.0.bin" || len(im.Compatibility) != 2 || im.KeyID != key.KeyID {
+		t.Fatalf("uploaded %+v", im)
+	}
+	c.fails("ImageAlreadyExists", "firmware", "upload", imgFile, "--version", "2.1.0", "--manufacturer", "Acme Labs", "--model", "mcu-7", "--key", keyFile)
+	os.WriteFile(filepath.Join(dir, "bad.key"), []byte("not a key"), 0o600)
+	c.fails("bad ed25519 key", "firmware", "upload", imgFile, "--version", "2.1.1", "--manufacturer", "A", "--model", "m", "--key", filepath.Join(dir, "bad.key"))
+	c.fails("updateId.version", "firmware", "upload", imgFile, "--version", "2.1 beta", "--manufacturer", "A", "--model", "m", "--key", keyFile)
+	c.fails(`required flag(s) "key"`, "firmware", "upload", imgFile, "--version", "2.1.1", "--manufacturer", "A", "--model", "m")
+
+	out := c.ok("firmware", "list")
+	for _, want := range []string{"Acme-Labs/mcu-7/2.1.0", "Acme Labs mcu-7, Acme Labs mcu-8", im.File.SHA256[:12], key.KeyID} {
+		if !strings.Contains(out, want) {
+			t.Errorf("firmware list lacks %q:\n%s", want, out)
+		}
+	}
+	if out := c.ok("firmware", "list", "--model", "pump"); strings.Contains(out, "mcu-7") {
+		t.Errorf("list --model pump shows mcu images:\n%s", out)
+	}
+	out = c.ok("firmware", "show", "2.1.0")
+	for _, want := range []string{"Acme-Labs/mcu-7/2.1.0", im.File.SHA256, "/firmware/content/"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("firmware show lacks %q:\n%s", want, out)
+		}
+	}
+	s, err := firmware.Parse([]byte(c.ok("firmware", "show", "Acme-Labs/mcu-7/2.1.0", "--manifest")))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := trusted.Verify(s); err != nil {
+		t.Errorf("uploaded manifest does not verify with the keygen public key: %v", err)
+	}
+	c.fails("no image of version 9.9", "firmware", "show", "9.9")
+
+	// A fleet: three mcu-7 at plant1, one at plant2, a pump at plant1.
+	st2 := c.env.Hub.Store()
+	for _, d := range []struct{ id, site, model string }{
+		{"mcu-1", "plant1", "mcu-7"}, {"mcu-2", "plant1", "mcu-7"}, {"mcu-3", "plant1", "mcu-7"},
+		{"mcu-4", "plant2", "mcu-7"}, {"pump-1", "plant1", "pump"},
+	} {
+		if _, err := st2.CreateDevice(ctx, store.Device{ID: d.id}); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := st2.PatchTwin(ctx, d.id, map[string]any{"site": d.site}, nil, "*"); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := st2.PatchReported(ctx, d.id, map[string]any{"device": map[string]any{"manufacturer": "Acme Labs", "model": d.model}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	c.fails("no image of version 2.1.0 for model pump", "firmware", "deploy", "--version", "2.1.0", "--model", "pump", "--query", "*")
+	c.fails("--abort-threshold", "firmware", "deploy", "--version", "2.1.0", "--model", "mcu-7", "--query", "*", "--abort-threshold", "200%")
+
+	var job serviceclient.Job
+	c.okJSON(&job, "firmware", "deploy", "--version", "2.1.0", "--model", "mcu-7", "--query", "tags.site = 'plant1'",
+		"--job-id", "fw-mcu", "--rate", "100/min", "--abort-threshold", "50%", "--abort-min", "2", "--wait", "--interval", "10ms")
+	if job.Status != serviceclient.JobCompleted || job.DeviceJobStatistics.DeviceCount != 3 || job.QueryCondition != "(tags.site = 'plant1') AND properties.reported.device.model = 'mcu-7'" {
+		t.Fatalf("deploy job %+v", job)
+	}
+	for id, want := range map[string]bool{"mcu-1": true, "mcu-3": true, "mcu-4": false, "pump-1": false} {
+		tw, err := st2.GetTwin(ctx, id)
+		if err != nil {
+			t.Fatal(err)
+		}
+		fw, ok := tw.Desired.Props["firmware"].(map[string]any)
+		if ok != want {
+			t.Errorf("%s desired.firmware present = %v, want %v", id, ok, want)
+			continue
+		}
+		if !ok {
+			continue
+		}
+		if fw["version"] != "2.1.0" || fw["sha256"] != im.File.SHA256 || fw["url"] != im.URL {
+			t.Errorf("%s desired.firmware = %v", id, fw)
+		}
+		doc, _ := json.Marshal(fw["manifest"])
+		s, err := firmware.Parse(doc)
+		if err != nil {
+			t.Fatalf("desired manifest: %v", err)
+		}
+		if err := trusted.Verify(s); err != nil {
+			t.Errorf("%s: the manifest in desired.firmware does not verify after the twin round trip: %v", id, err)
+		}
+	}
+
+	// Gateways report: one current, one applying, one failed; mcu-4 is not targeted.
+	report := func(id string, fw map[string]any) {
+		t.Helper()
+		if _, err := st2.PatchReported(ctx, id, map[string]any{"firmware": fw}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	report("mcu-1", map[string]any{"status": "current", "currentVersion": "2.1.0", "result": "success"})
+	report("mcu-2", map[string]any{"status": "applying", "pendingVersion": "2.1.0", "currentVersion": "2.0.0", "progress": 40})
+	report("mcu-3", map[string]any{"status": "failed", "pendingVersion": "2.1.0", "currentVersion": "2.0.0", "result": "digestMismatch", "reason": "bad bytes"})
+	report("mcu-4", map[string]any{"status": "current", "currentVersion": "2.0.0"})
+	golden(t, "firmware_status", []byte(c.ok("firmware", "status", "--version", "2.1.0")))
+	var fs fleetStatus
+	c.okJSON(&fs, "firmware", "status", "--version", "2.1.0", "--model", "mcu-7")
+	if fs.Total != 3 || fs.Counts["current"] != 1 || fs.Counts["applying"] != 1 || fs.Counts["failed: digestMismatch"] != 1 {
+		t.Errorf("status JSON %+v", fs)
+	}
+
+	// --watch follows until mcu-2 ends.
+	w := &lineSignal{first: make(chan struct{})}
+	var errb bytes.Buffer
+	done := make(chan int, 1)
+	go func() {
+		done <- run(ctx, append(c.globals(), "firmware", "status", "--version", "2.1.0", "--watch", "--interval", "10ms"), w, &errb, func(string) string { return "" })
+	}()
+	<-w.first
+	report("mcu-2", map[string]any{"status": "current", "currentVersion": "2.1.0", "pendingVersion": nil, "progress": 100})
+	if code := <-done; code != 0 {
+		t.Fatalf("status --watch: exit %d: %s", code, errb.String())
+	}
+	if out := w.String(); !strings.Contains(out, "firmware 2.1.0: 1/3 current, 1 failed, 1 in progress\n") || !strings.Contains(out, "2/3 current, 1 failed, 0 in progress") {
+		t.Errorf("status --watch output:\n%s", out)
+	}
+
+	c.ok("firmware", "delete", "2.1.0")
+	if out := c.ok("firmware", "list", "-o", "json"); strings.TrimSpace(out) != "[]" {
+		t.Errorf("list after delete: %s", out)
+	}
+	c.fails("ImageNotFound", "firmware", "delete", "Acme-Labs/mcu-7/2.1.0")
+}
+
+func TestFirmwareStatusFold(t *testing.T) {
+	rows := []json.RawMessage{
+		json.RawMessage(`{"n":2}`),                                                                // never reported
+		json.RawMessage(`{"status":"current","current":"1.0","n":4}`),                             // still on the old version
+		json.RawMessage(`{"status":"downloading","pending":"2.0","current":"1.0","n":3}`),         // working on it
+		json.RawMessage(`{"status":"failed","pending":"1.5","current":"1.0","result":"x","n":1}`), // an earlier attempt
+		json.RawMessage(`{"status":"failed","pending":"2.0","current":"1.0","result":"bootFailed","n":1}`),
+		json.RawMessage(`{"status":"failed","pending":"2.0","n":1}`),
+		json.RawMessage(`{"status":7,"pending":"2.0","n":1}`),
+		json.RawMessage(`{"status":"current","current":"2.0","n":5}`),
+	}
+	s, err := foldStatus("2.0", rows)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := map[string]int{"pending": 8, "downloading": 3, "failed: bootFailed": 1, "failed": 1, "current": 5}
+	if len(s.Counts) != len(want) || s.Total != 18 {
+		t.Errorf("counts %v total %d, want %v total 18", s.Counts, s.Total, want)
+	}
+	for k, n := range want {
+		if s.Counts[k] != n {
+			t.Errorf("%s: %d, want %d", k, s.Counts[k], n)
+		}
+	}
+	if got := sortedStatuses(s.Counts); strings.Join(got, ",") != "pending,downloading,current,failed,failed: bootFailed" {
+		t.Errorf("order %v", got)
+	}
+	if got := deployCondition(" * ", "it's"); got != `properties.reported.device.model = 'it\'s'` {
+		t.Errorf("deployCondition = %s", got)
+	}
+}
