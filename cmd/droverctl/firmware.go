@@ -347,6 +347,18 @@ type desiredFirmware struct {
 	SHA256   string            `json:"sha256"`
 	Size     int64             `json:"size"`
 	Manifest json.RawMessage   `json:"manifest"`
+	// Deployment is the deploying job's id; the gateway echoes it in
+	// reported.firmware.deployment so a failure is tied to this deployment.
+	Deployment string `json:"deployment"`
+}
+
+// awaitFirmware is the deployment's awaitReported: a device succeeds when it
+// runs the version, fails when its gateway reports this deployment failed.
+func awaitFirmware(version, deployment string) *serviceclient.JobAwait {
+	return &serviceclient.JobAwait{
+		Succeeded: "properties.reported.firmware.status = 'current' AND properties.reported.firmware.currentVersion = " + quoteQuery(version),
+		Failed:    "properties.reported.firmware.status = 'failed' AND properties.reported.firmware.deployment = " + quoteQuery(deployment),
+	}
 }
 
 // modelPath is where a device's model is in its twin (its identify data).
@@ -369,6 +381,7 @@ func deployCondition(cond, model string) string {
 func (a *app) firmwareDeployCmd() *cobra.Command {
 	var f jobFlags
 	var version, model, jobID string
+	var noAwait bool
 	cmd := &cobra.Command{
 		Use:   "deploy --version V --model MODEL --query CONDITION [rollout and abort flags]",
 		Short: "Deploy an image: a twin job setting desired.firmware on matching devices",
@@ -378,9 +391,16 @@ whose identify data says it is a MODEL (` + modelPath + `). The image
 is the one of version V compatible with MODEL. Each device's gateway then
 downloads, verifies and flashes it; follow with firmware status.
 
-Rollout and abort flags are those of job create: --rate N/min, --rate-factor,
---rate-every, --rate-max, --abort-threshold P%, --abort-min N, --start,
---max-time; --wait follows the job.`,
+Each device's job record stays running until the device reports the outcome
+(the job's awaitReported): it succeeds when reported.firmware says current at
+V, and fails when the gateway reports this deployment failed. So the rollout
+rate paces real updates, at most 32 devices update at once, and
+--abort-threshold P% --abort-min N stops the rollout (cancelling devices not
+yet finished) when too many updates fail. --device-timeout bounds each
+device's update; --no-await ends each device once desired.firmware is written.
+
+Rollout flags are those of job create: --rate N/min, --rate-factor,
+--rate-every, --rate-max, --start, --max-time; --wait follows the job.`,
 		Example: `  droverctl firmware deploy --version 2.1.0 --model mcu-7 --query "tags.site = 'plant1'" --rate 10/min --wait`,
 		Args:    cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
@@ -395,21 +415,24 @@ Rollout and abort flags are those of job create: --rate N/min, --rate-factor,
 			if err != nil {
 				return fail(ctx, what, err)
 			}
+			if jobID == "" {
+				jobID = "firmware-" + tokenize(model) + "-" + tokenize(im.UpdateID.Version) + "-" + time.Now().UTC().Format("20060102T150405Z")
+			}
 			desired, err := json.Marshal(map[string]any{"firmware": desiredFirmware{
 				Version: im.UpdateID.Version, UpdateID: im.UpdateID, URL: im.URL,
-				SHA256: im.File.SHA256, Size: im.File.Size, Manifest: im.Manifest,
+				SHA256: im.File.SHA256, Size: im.File.Size, Manifest: im.Manifest, Deployment: jobID,
 			}})
 			if err != nil {
 				return fmt.Errorf("%s: %w", what, err)
-			}
-			if jobID == "" {
-				jobID = "firmware-" + tokenize(model) + "-" + tokenize(im.UpdateID.Version) + "-" + time.Now().UTC().Format("20060102T150405Z")
 			}
 			f.typ, f.desired, f.tags, f.method = "twin", string(desired), "", ""
 			f.query = deployCondition(f.query, model)
 			req, err := f.request(jobID, time.Now())
 			if err != nil {
 				return fmt.Errorf("%s: %w", what, err)
+			}
+			if !noAwait {
+				req.AwaitReported = awaitFirmware(im.UpdateID.Version, jobID)
 			}
 			j, err := c.CreateJob(ctx, req)
 			if err != nil {
@@ -427,13 +450,15 @@ Rollout and abort flags are those of job create: --rate N/min, --rate-factor,
 	fl.StringVar(&f.query, "query", "", "WHERE condition selecting the devices, or * for every device of the model")
 	fl.StringVar(&jobID, "job-id", "", "id of the job (default firmware-MODEL-VERSION-TIME)")
 	fl.StringVar(&f.start, "start", "", "start `TIME` (RFC 3339, or +DURATION from now); default now")
-	fl.DurationVar(&f.maxTime, "max-time", time.Hour, "maximum execution time of the job")
+	fl.DurationVar(&f.maxTime, "max-time", 24*time.Hour, "maximum execution time of the deployment")
 	fl.StringVar(&f.rate, "rate", "", "rollout: devices started per minute (`N/min`)")
 	fl.Float64Var(&f.rateFactor, "rate-factor", 0, "rollout: multiply the rate by `F` after every --rate-every successes")
 	fl.IntVar(&f.rateEvery, "rate-every", 0, "rollout: successes `N` between rate increases")
 	fl.StringVar(&f.rateMax, "rate-max", "", "rollout: highest rate with --rate-factor (`N/min`)")
-	fl.StringVar(&f.abortThreshold, "abort-threshold", "", "abort the job when this share of finished devices failed (`P%`)")
+	fl.StringVar(&f.abortThreshold, "abort-threshold", "", "abort the rollout when this share of finished devices failed (`P%`)")
 	fl.IntVar(&f.abortMin, "abort-min", 0, "abort: devices `N` that must finish before the threshold applies")
+	fl.DurationVar(&f.deviceTimeout, "device-timeout", 0, "time limit for each device's update (default: the job's --max-time)")
+	fl.BoolVar(&noAwait, "no-await", false, "end each device's record once desired.firmware is written, without waiting for its outcome")
 	fl.BoolVar(&f.wait, "wait", false, "follow the job with a progress line until it ends")
 	fl.DurationVar(&f.interval, "interval", defaultWatchInterval, "how often --wait polls the job")
 	_ = fl.MarkHidden("interval")

@@ -10,9 +10,11 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/drover-iot/drover/firmware"
 	"github.com/drover-iot/drover/internal/serviceclient"
+	"github.com/drover-iot/drover/localhub/hubtest"
 	"github.com/drover-iot/drover/localhub/store"
 )
 
@@ -100,13 +102,16 @@ func TestFirmwareCommands(t *testing.T) {
 
 	// A fleet: three mcu-7 at plant1, one at plant2, a pump at plant1.
 	st2 := c.env.Hub.Store()
+	devs := map[string]*hubtest.Device{}
 	for _, d := range []struct{ id, site, model string }{
 		{"mcu-1", "plant1", "mcu-7"}, {"mcu-2", "plant1", "mcu-7"}, {"mcu-3", "plant1", "mcu-7"},
 		{"mcu-4", "plant2", "mcu-7"}, {"pump-1", "plant1", "pump"},
 	} {
-		if _, err := st2.CreateDevice(ctx, store.Device{ID: d.id}); err != nil {
+		dev, err := st2.CreateDevice(ctx, store.Device{ID: d.id})
+		if err != nil {
 			t.Fatal(err)
 		}
+		devs[d.id] = c.env.Connect(t, d.id, dev.PrimaryKey)
 		if _, err := st2.PatchTwin(ctx, d.id, map[string]any{"site": d.site}, nil, "*"); err != nil {
 			t.Fatal(err)
 		}
@@ -119,9 +124,20 @@ func TestFirmwareCommands(t *testing.T) {
 
 	var job serviceclient.Job
 	c.okJSON(&job, "firmware", "deploy", "--version", "2.1.0", "--model", "mcu-7", "--query", "tags.site = 'plant1'",
-		"--job-id", "fw-mcu", "--rate", "100/min", "--abort-threshold", "50%", "--abort-min", "2", "--wait", "--interval", "10ms")
-	if job.Status != serviceclient.JobCompleted || job.DeviceJobStatistics.DeviceCount != 3 || job.QueryCondition != "(tags.site = 'plant1') AND properties.reported.device.model = 'mcu-7'" {
+		"--job-id", "fw-mcu", "--rate", "100/min", "--abort-threshold", "60%", "--abort-min", "2")
+	if job.QueryCondition != "(tags.site = 'plant1') AND properties.reported.device.model = 'mcu-7'" || job.AwaitReported == nil ||
+		job.Abort == nil || job.Rollout == nil || job.MaxExecutionTimeInSeconds != 86400 {
 		t.Fatalf("deploy job %+v", job)
+	}
+	// Each device stays running until it reports the outcome.
+	for {
+		c.okJSON(&job, "job", "show", "fw-mcu")
+		if job.DeviceJobStatistics.RunningCount == 3 {
+			break
+		}
+		if job.Done() {
+			t.Fatalf("deploy job ended before any device reported: %+v", job)
+		}
 	}
 	for id, want := range map[string]bool{"mcu-1": true, "mcu-3": true, "mcu-4": false, "pump-1": false} {
 		tw, err := st2.GetTwin(ctx, id)
@@ -152,13 +168,18 @@ func TestFirmwareCommands(t *testing.T) {
 	// Gateways report: one current, one applying, one failed; mcu-4 is not targeted.
 	report := func(id string, fw map[string]any) {
 		t.Helper()
-		if _, err := st2.PatchReported(ctx, id, map[string]any{"firmware": fw}); err != nil {
+		b, _ := json.Marshal(map[string]any{"firmware": fw})
+		d := devs[id]
+		if err := d.Publish("$iothub/twin/PATCH/properties/reported/?$rid=1", 0, b); err != nil {
 			t.Fatal(err)
 		}
+		if m := d.Await(t, "$iothub/twin/res/#", 10*time.Second); !strings.HasPrefix(m.Topic(), "$iothub/twin/res/204/") {
+			t.Fatalf("reported patch of %s: %s %s", id, m.Topic(), m.Payload())
+		}
 	}
-	report("mcu-1", map[string]any{"status": "current", "currentVersion": "2.1.0", "result": "success"})
-	report("mcu-2", map[string]any{"status": "applying", "pendingVersion": "2.1.0", "currentVersion": "2.0.0", "progress": 40})
-	report("mcu-3", map[string]any{"status": "failed", "pendingVersion": "2.1.0", "currentVersion": "2.0.0", "result": "digestMismatch", "reason": "bad bytes"})
+	report("mcu-1", map[string]any{"status": "current", "currentVersion": "2.1.0", "result": "success", "deployment": "fw-mcu"})
+	report("mcu-2", map[string]any{"status": "applying", "pendingVersion": "2.1.0", "currentVersion": "2.0.0", "progress": 40, "deployment": "fw-mcu"})
+	report("mcu-3", map[string]any{"status": "failed", "pendingVersion": "2.1.0", "currentVersion": "2.0.0", "result": "digestMismatch", "reason": "bad bytes", "deployment": "fw-mcu"})
 	report("mcu-4", map[string]any{"status": "current", "currentVersion": "2.0.0"})
 	golden(t, "firmware_status", []byte(c.ok("firmware", "status", "--version", "2.1.0")))
 	var fs fleetStatus
@@ -181,6 +202,11 @@ func TestFirmwareCommands(t *testing.T) {
 	}
 	if out := w.String(); !strings.Contains(out, "firmware 2.1.0: 1/3 current, 1 failed, 1 in progress\n") || !strings.Contains(out, "2/3 current, 1 failed, 0 in progress") {
 		t.Errorf("status --watch output:\n%s", out)
+	}
+	// The deployment ends with the devices' outcomes: 1 of 3 failed stays under the 60% abort threshold.
+	c.okJSON(&job, "job", "show", "fw-mcu", "--watch", "--interval", "10ms")
+	if s := job.DeviceJobStatistics; job.Status != serviceclient.JobCompleted || s.SucceededCount != 2 || s.FailedCount != 1 {
+		t.Errorf("deployment after the reports: %+v", job)
 	}
 
 	c.ok("firmware", "delete", "2.1.0")
