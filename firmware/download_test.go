@@ -31,11 +31,24 @@ type imageServer struct {
 	status   int      // answer this status instead, when set
 }
 
-func newImageServer(t *testing.T, content []byte, cuts ...int) *imageServer {
+func newImageServer(t testing.TB, content []byte, cuts ...int) *imageServer {
 	s := &imageServer{content: content, cuts: cuts}
+	newTLS(t, s)
+	return s
+}
+
+// newTLS starts s on a real TLS listener until the test ends.
+func newTLS(t testing.TB, s *imageServer) *httptest.Server {
 	s.srv = httptest.NewTLSServer(http.HandlerFunc(s.serve))
 	t.Cleanup(s.srv.Close)
-	return s
+	return s.srv
+}
+
+func writeFile(t testing.TB, path string, b []byte) {
+	t.Helper()
+	if err := os.WriteFile(path, b, 0o600); err != nil {
+		t.Fatal(err)
+	}
 }
 
 func (s *imageServer) serve(w http.ResponseWriter, r *http.Request) {
@@ -86,7 +99,7 @@ func (c *cutWriter) Write(p []byte) (int, error) {
 	return c.ResponseWriter.Write(p)
 }
 
-func randomImage(t *testing.T, n int) ([]byte, File) {
+func randomImage(t testing.TB, n int) ([]byte, File) {
 	t.Helper()
 	b := make([]byte, n)
 	if _, err := rand.Read(b); err != nil {

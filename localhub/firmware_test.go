@@ -33,7 +33,7 @@ type fwImage struct {
 	m     *firmware.Signed
 }
 
-func newImage(t *testing.T, key ed25519.PrivateKey, version, model string, size int) fwImage {
+func newImage(t testing.TB, key ed25519.PrivateKey, version, model string, size int) fwImage {
 	t.Helper()
 	b := make([]byte, size)
 	if _, err := rand.Read(b); err != nil {
@@ -42,7 +42,7 @@ func newImage(t *testing.T, key ed25519.PrivateKey, version, model string, size 
 	return signImage(t, key, version, model, b)
 }
 
-func signImage(t *testing.T, key ed25519.PrivateKey, version, model string, b []byte) fwImage {
+func signImage(t testing.TB, key ed25519.PrivateKey, version, model string, b []byte) fwImage {
 	t.Helper()
 	sum := sha256.Sum256(b)
 	s, err := firmware.Sign(firmware.Manifest{
@@ -61,7 +61,7 @@ func signImage(t *testing.T, key ed25519.PrivateKey, version, model string, b []
 	return fwImage{bytes: b, doc: doc, m: s}
 }
 
-func serviceClient(t *testing.T, env *hubtest.Env, policy string) *serviceclient.Client {
+func serviceClient(t testing.TB, env *hubtest.Env, policy string) *serviceclient.Client {
 	t.Helper()
 	p, err := env.Hub.Store().Policy(context.Background(), policy)
 	if err != nil {
@@ -410,4 +410,46 @@ func TestFirmwareDeviceDownload(t *testing.T) {
 			t.Errorf("download of %s = %v, want 404", bad, err)
 		}
 	}
+}
+
+// BenchmarkFirmwareHub measures, against a real hub over TLS, the upload of
+// a 16 MiB image (hashed while streamed, fsynced, recorded) and a gateway's
+// download of it for a child (docs/benchmarks.md).
+func BenchmarkFirmwareHub(b *testing.B) {
+	env := hubtest.Start(b)
+	ctx := context.Background()
+	st := env.Hub.Store()
+	gw, _ := st.CreateDevice(ctx, store.Device{ID: "gw-1", IoTEdge: true})
+	if _, err := st.CreateDevice(ctx, store.Device{ID: "mcu-1", ParentScopes: []string{gw.DeviceScope}}); err != nil {
+		b.Fatal(err)
+	}
+	key, _ := firmware.GenerateKey()
+	c := serviceClient(b, env, "iothubowner")
+	d := &firmware.Downloader{Client: &http.Client{Transport: &http.Transport{TLSClientConfig: env.TLSConfig()}}}
+	const size = 16 << 20
+	b.Run("upload", func(b *testing.B) {
+		b.SetBytes(size)
+		for i := 0; b.Loop(); i++ {
+			b.StopTimer()
+			im := newImage(b, key, fmt.Sprintf("1.0.%d", i), "mcu", size)
+			b.StartTimer()
+			if _, err := c.UploadImage(ctx, im.doc, bytes.NewReader(im.bytes)); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+	im := newImage(b, key, "2.0.0", "mcu", size)
+	if _, err := c.UploadImage(ctx, im.doc, bytes.NewReader(im.bytes)); err != nil {
+		b.Fatal(err)
+	}
+	src := firmware.Source{URL: "https://" + env.HTTPSAddr + "/firmware/content/" + im.m.File.SHA256 + "?deviceId=mcu-1",
+		Authorize: func(r *http.Request) error { r.Header.Set("Authorization", env.Token(b, "gw-1", gw.PrimaryKey, time.Hour)); return nil }}
+	b.Run("download", func(b *testing.B) {
+		b.SetBytes(size)
+		for b.Loop() {
+			if err := d.Download(ctx, src, im.m.File, filepath.Join(b.TempDir(), "img")); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
 }
