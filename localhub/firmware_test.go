@@ -251,6 +251,15 @@ func TestFirmwareUploadRejects(t *testing.T) {
 			}
 		})
 	}
+	// A body cut off mid-image (the operator's connection dropped).
+	full, ctype := multipartBody(t, [2]string{"manifest", string(good.doc)}, [2]string{"image", img})
+	r := a.do("POST", "/firmware/images", full[:len(full)-2000], "Content-Type", ctype)
+	if r.Status != 400 || !strings.Contains(string(r.Body), "ended early") {
+		t.Errorf("cut body: %d %s", r.Status, r.Body)
+	}
+	if files := imageFiles(t, env); len(files) != 0 {
+		t.Errorf("files left behind by a cut upload: %v", files)
+	}
 	var list []any
 	decode(t, a.must(200, "GET", "/firmware/images", nil).Body, &list)
 	if len(list) != 0 {

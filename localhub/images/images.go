@@ -161,6 +161,9 @@ func (s *Store) Open(ctx context.Context, sha string) (*os.File, store.FirmwareI
 		return nil, store.FirmwareImage{}, fmt.Errorf("firmware image %s: %w", sha, store.ErrNotFound)
 	}
 	f, err := os.Open(s.Path(sha))
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, ims[0], fmt.Errorf("firmware image %s (deleted meanwhile): %w", sha, store.ErrNotFound)
+	}
 	if err != nil {
 		return nil, ims[0], fmt.Errorf("firmware image %s: %w", sha, err)
 	}
