@@ -452,7 +452,10 @@ func BenchmarkFirmwareHub(b *testing.B) {
 		b.Fatal(err)
 	}
 	src := firmware.Source{URL: "https://" + env.HTTPSAddr + "/firmware/content/" + im.m.File.SHA256 + "?deviceId=mcu-1",
-		Authorize: func(r *http.Request) error { r.Header.Set("Authorization", env.Token(b, "gw-1", gw.PrimaryKey, time.Hour)); return nil }}
+		Authorize: func(r *http.Request) error {
+			r.Header.Set("Authorization", env.Token(b, "gw-1", gw.PrimaryKey, time.Hour))
+			return nil
+		}}
 	b.Run("download", func(b *testing.B) {
 		b.SetBytes(size)
 		for b.Loop() {
