@@ -119,6 +119,13 @@ func TestFirmwareImageLifecycle(t *testing.T) {
 	if !errors.Is(err, serviceclient.ErrConflict) || !strings.Contains(err.Error(), "ImageAlreadyExists") {
 		t.Errorf("second upload of %s = %v, want 409 ImageAlreadyExists", a.m.UpdateID, err)
 	}
+	// Refused before the hub reads the image: a large body still ends in a
+	// clean answer, not a broken pipe or a hang.
+	big := newImage(t, key, "1.0.0", "pump-3", 8<<20)
+	_, err = c.UploadImage(ctx, big.doc, bytes.NewReader(big.bytes))
+	if !errors.Is(err, serviceclient.ErrConflict) {
+		t.Errorf("large upload under a taken id = %v, want 409", err)
+	}
 
 	for _, tc := range []struct {
 		f    serviceclient.ImageFilter
