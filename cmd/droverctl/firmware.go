@@ -339,19 +339,6 @@ download it; those that have it cached are not affected.`,
 	return cmd
 }
 
-// desiredFirmware is desired.firmware as a deployment writes it (docs/firmware.md).
-type desiredFirmware struct {
-	Version  string            `json:"version"`
-	UpdateID firmware.UpdateID `json:"updateId"`
-	URL      string            `json:"url"`
-	SHA256   string            `json:"sha256"`
-	Size     int64             `json:"size"`
-	Manifest json.RawMessage   `json:"manifest"`
-	// Deployment is the deploying job's id; the gateway echoes it in
-	// reported.firmware.deployment so a failure is tied to this deployment.
-	Deployment string `json:"deployment"`
-}
-
 // awaitFirmware is the deployment's awaitReported: a device succeeds when it
 // runs the version, fails when its gateway reports this deployment failed.
 func awaitFirmware(version, deployment string) *serviceclient.JobAwait {
@@ -418,7 +405,7 @@ Rollout flags are those of job create: --rate N/min, --rate-factor,
 			if jobID == "" {
 				jobID = "firmware-" + tokenize(model) + "-" + tokenize(im.UpdateID.Version) + "-" + time.Now().UTC().Format("20060102T150405Z")
 			}
-			desired, err := json.Marshal(map[string]any{"firmware": desiredFirmware{
+			desired, err := json.Marshal(map[string]any{"firmware": firmware.Desired{
 				Version: im.UpdateID.Version, UpdateID: im.UpdateID, URL: im.URL,
 				SHA256: im.File.SHA256, Size: im.File.Size, Manifest: im.Manifest, Deployment: jobID,
 			}})

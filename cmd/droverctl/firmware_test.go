@@ -155,12 +155,15 @@ func TestFirmwareCommands(t *testing.T) {
 		if fw["version"] != "2.1.0" || fw["sha256"] != im.File.SHA256 || fw["url"] != im.URL {
 			t.Errorf("%s desired.firmware = %v", id, fw)
 		}
-		doc, _ := json.Marshal(fw["manifest"])
-		s, err := firmware.Parse(doc)
+		raw, _ := json.Marshal(fw)
+		target, err := firmware.ParseDesired(raw)
 		if err != nil {
-			t.Fatalf("desired manifest: %v", err)
+			t.Fatalf("%s: desired.firmware does not parse as a gateway reads it: %v", id, err)
 		}
-		if err := trusted.Verify(s); err != nil {
+		if target.Deployment != "fw-mcu" {
+			t.Errorf("%s: deployment %q", id, target.Deployment)
+		}
+		if err := trusted.Verify(target.Manifest); err != nil {
 			t.Errorf("%s: the manifest in desired.firmware does not verify after the twin round trip: %v", id, err)
 		}
 	}
