@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/json"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -250,3 +251,93 @@ func TestFirmwareStatusFold(t *testing.T) {
 		t.Errorf("deployCondition = %s", got)
 	}
 }
+
+// TestFirmwareDeployAborts: a rollout whose updates fail stops at the abort
+// threshold. Stand-in gateways answer every desired.firmware with a failed
+// report (as a gateway will for a bad image); the deployment ends failed,
+// the devices still awaited are cancelled, and devices it never reached keep
+// their twin untouched.
+func TestFirmwareDeployAborts(t *testing.T) {
+	c := newCtl(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	dir := t.TempDir()
+	keyFile := filepath.Join(dir, "fw.key")
+	c.ok("firmware", "keygen", keyFile)
+	img := make([]byte, 4096)
+	rand.Read(img)
+	os.WriteFile(filepath.Join(dir, "bad.bin"), img, 0o644)
+	c.ok("firmware", "upload", filepath.Join(dir, "bad.bin"), "--version", "3.0.0", "--manufacturer", "Acme", "--model", "mcu-7", "--key", keyFile)
+
+	const n = 40 // more than the 32 devices a job has in flight
+	st := c.env.Hub.Store()
+	var wg sync.WaitGroup
+	defer func() { cancel(); wg.Wait() }()
+	for i := range n {
+		id := fmt.Sprintf("mcu-%02d", i)
+		dev, err := st.CreateDevice(ctx, store.Device{ID: id})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := st.PatchReported(ctx, id, map[string]any{"device": map[string]any{"manufacturer": "Acme", "model": "mcu-7"}}); err != nil {
+			t.Fatal(err)
+		}
+		d := c.env.Connect(t, id, dev.PrimaryKey)
+		wg.Add(1)
+		go func() { // stand-in gateway for this device: every update fails its digest check
+			defer wg.Done()
+			select {
+			case m := <-d.Messages("$iothub/twin/PATCH/properties/desired/#"):
+				var p struct {
+					Firmware firmware.Desired `json:"firmware"`
+				}
+				if json.Unmarshal(m.Payload(), &p) != nil {
+					return
+				}
+				b, _ := json.Marshal(map[string]any{"firmware": firmware.Reported{
+					Status: firmware.StatusFailed, PendingVersion: &p.Firmware.Version, Deployment: &p.Firmware.Deployment,
+					Result: ptr(firmware.ResultDigestMismatch), Reason: ptr("image digest does not match the manifest"),
+				}})
+				_ = d.Publish("$iothub/twin/PATCH/properties/reported/?$rid=fw", 0, b)
+			case <-ctx.Done():
+			}
+		}()
+	}
+	_, errs := c.fails("aborted", "firmware", "deploy", "--version", "3.0.0", "--model", "mcu-7", "--query", "*", "--job-id", "fw-bad",
+		"--abort-threshold", "20%", "--abort-min", "5", "--wait", "--interval", "10ms")
+	if !strings.Contains(errs, "at or above the abort threshold of 20%") {
+		t.Errorf("deploy error: %s", errs)
+	}
+	// The job is failed at once; the devices it was awaiting are settled
+	// (cancelled) right after.
+	var job serviceclient.Job
+	for {
+		c.okJSON(&job, "job", "show", "fw-bad")
+		if job.DeviceJobStatistics.RunningCount == 0 {
+			break
+		}
+	}
+	s := job.DeviceJobStatistics
+	if job.Status != serviceclient.JobFailed || s.FailedCount-s.CancelledCount < 5 || s.CancelledCount < n-36 || s.RunningCount+s.PendingCount != 0 {
+		t.Errorf("aborted deployment: %+v", job)
+	}
+	untouched := 0
+	for i := range n {
+		tw, err := st.GetTwin(ctx, fmt.Sprintf("mcu-%02d", i))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, ok := tw.Desired.Props["firmware"]; !ok {
+			untouched++
+		}
+	}
+	if untouched < n-36 {
+		t.Errorf("%d devices kept their twin untouched, want at least %d (never started)", untouched, n-36)
+	}
+	var fs fleetStatus
+	c.okJSON(&fs, "firmware", "status", "--version", "3.0.0")
+	if fs.Counts["failed: digestMismatch"] < 5 || fs.Total != n-untouched {
+		t.Errorf("fleet status %+v (untouched %d)", fs, untouched)
+	}
+}
+
+func ptr[T any](v T) *T { return &v }
