@@ -183,9 +183,17 @@ func TestFirmwareImageLifecycle(t *testing.T) {
 		t.Errorf("GetImage of a deleted image = %v", err)
 	}
 
-	// A restarted hub still has b.
+	// A restarted hub still has b, and no longer the temporary file of an
+	// upload the stopped hub was receiving.
+	stale := filepath.Join(env.DataDir, "firmware", "tmp", "upload-123")
+	if err := os.WriteFile(stale, []byte("half an image"), 0o600); err != nil {
+		t.Fatal(err)
+	}
 	env.Stop(t)
 	env2 := hubtest.StartWith(t, hubtest.Options{DataDir: env.DataDir})
+	if _, err := os.Stat(stale); !os.IsNotExist(err) {
+		t.Errorf("temporary upload file kept across a restart: %v", err)
+	}
 	ims, err := serviceClient(t, env2, "iothubowner").ListImages(ctx, serviceclient.ImageFilter{})
 	if err != nil || len(ims) != 1 || ims[0].ID != b.m.UpdateID.String() {
 		t.Errorf("after restart: %v, %v", ims, err)
