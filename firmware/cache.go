@@ -121,13 +121,17 @@ func (c *Cache) holdLocked(digest string) (*Image, error) {
 
 // Fetch holds the image want describes, downloading it with d from src when
 // it is not cached. Concurrent Fetches of one image share one download (a
-// gateway downloads an image once for all its devices). Errors are
-// Download's, or ErrCacheFull.
+// gateway downloads an image once for all its devices); when the caller
+// whose download it is gives up (its ctx ends), a waiting caller takes over
+// and resumes the partial file. Errors are Download's, or ErrCacheFull.
 func (c *Cache) Fetch(ctx context.Context, d *Downloader, src Source, want File) (*Image, error) {
 	if !ValidDigest(want.SHA256) || want.Size <= 0 {
 		return nil, fmt.Errorf("%w: size %d, sha256 %q", ErrMalformed, want.Size, want.SHA256)
 	}
 	for {
+		if err := ctx.Err(); err != nil {
+			return nil, err
+		}
 		c.mu.Lock()
 		im, err := c.holdLocked(want.SHA256)
 		if !errors.Is(err, ErrNotCached) {
@@ -141,10 +145,10 @@ func (c *Cache) Fetch(ctx context.Context, d *Downloader, src Source, want File)
 			case <-ctx.Done():
 				return nil, ctx.Err()
 			}
-			if fl.err != nil {
+			if fl.err != nil && !errors.Is(fl.err, context.Canceled) && !errors.Is(fl.err, context.DeadlineExceeded) {
 				return nil, fl.err
 			}
-			continue
+			continue // cached now, or the fetch that downloaded gave up: try again
 		}
 		if err := c.reserveLocked(want); err != nil {
 			c.mu.Unlock()

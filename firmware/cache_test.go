@@ -240,3 +240,39 @@ func TestCacheFailedDownloadKeepsNothingUsable(t *testing.T) {
 		t.Error("OpenCache with a zero bound succeeded")
 	}
 }
+
+// TestCacheWaiterTakesOver: the fetch that owns a download gives up (its
+// context ends); another fetch of the image still gets it.
+func TestCacheWaiterTakesOver(t *testing.T) {
+	m := newMultiServer(t)
+	m.gate = make(chan struct{})
+	c, _ := OpenCache(t.TempDir(), 1<<20, CacheOptions{})
+	d := &Downloader{Client: m.srv.Client(), Backoff: noWait}
+	f := m.add(t, 50000)
+	ctx1, cancel1 := context.WithCancel(context.Background())
+	first := make(chan error, 1)
+	go func() {
+		_, err := c.Fetch(ctx1, d, m.src(f), f)
+		first <- err
+	}()
+	<-m.arrived
+	second := make(chan error, 1)
+	go func() {
+		im, err := c.Fetch(context.Background(), d, m.src(f), f)
+		if err == nil {
+			im.Release()
+		}
+		second <- err
+	}()
+	cancel1()
+	if err := <-first; !errors.Is(err, context.Canceled) {
+		t.Errorf("first fetch = %v, want context.Canceled", err)
+	}
+	close(m.gate)
+	if err := <-second; err != nil {
+		t.Fatalf("second fetch = %v, want the image", err)
+	}
+	if !cached(c, f) {
+		t.Error("image not cached")
+	}
+}
