@@ -198,12 +198,30 @@ func (a *app) printImage(im *serviceclient.Image) error {
 	if a.wantJSON() {
 		return writeJSON(a.stdout, im)
 	}
+	return renderImage(a.stdout, im)
+}
+
+// renderImage prints one image as key/value lines.
+func renderImage(w io.Writer, im *serviceclient.Image) error {
 	pairs := []kv{
 		{"Image", im.ID}, {"Version", im.UpdateID.Version}, {"Compatibility", compatText(im.Compatibility)},
 		{"File", im.File.Name}, {"Size", strconv.FormatInt(im.File.Size, 10)}, {"SHA-256", im.File.SHA256},
 		{"Signed by key", im.KeyID}, {"Created", im.CreatedAt}, {"Uploaded", hubTime(im.UploadedTime)}, {"URL", im.URL},
 	}
-	return writeKV(a.stdout, pairs)
+	return writeKV(w, pairs)
+}
+
+// renderImageList prints images as a table.
+func renderImageList(w io.Writer, ims []serviceclient.Image) error {
+	rows := make([][]string, len(ims))
+	for i, im := range ims {
+		short := im.File.SHA256
+		if len(short) > 12 {
+			short = short[:12]
+		}
+		rows[i] = []string{im.ID, im.UpdateID.Version, compatText(im.Compatibility), strconv.FormatInt(im.File.Size, 10), short, im.KeyID, hubTime(im.UploadedTime)}
+	}
+	return writeTable(w, []string{"IMAGE", "VERSION", "COMPATIBILITY", "SIZE", "SHA-256", "KEY", "UPLOADED"}, rows)
 }
 
 func compatText(cs []firmware.Compatibility) string {
@@ -234,11 +252,7 @@ func (a *app) firmwareListCmd() *cobra.Command {
 			if a.wantJSON() {
 				return writeJSON(a.stdout, ims)
 			}
-			rows := make([][]string, len(ims))
-			for i, im := range ims {
-				rows[i] = []string{im.ID, im.UpdateID.Version, compatText(im.Compatibility), strconv.FormatInt(im.File.Size, 10), im.File.SHA256[:12], im.KeyID, hubTime(im.UploadedTime)}
-			}
-			return writeTable(a.stdout, []string{"IMAGE", "VERSION", "COMPATIBILITY", "SIZE", "SHA-256", "KEY", "UPLOADED"}, rows)
+			return renderImageList(a.stdout, ims)
 		},
 	}
 	cmd.Flags().StringVar(&f.Version, "version", "", "only images of this version")
@@ -566,7 +580,8 @@ func (a *app) firmwareStatusCmd() *cobra.Command {
 		Long: `Count the devices whose desired.firmware.version is V by their
 reported.firmware.status (one GROUP BY query). Devices whose gateway has not
 reported on V yet count as pending; failures are split by result code.
---watch follows with a progress bar until every device is current or failed.`,
+--watch follows with a progress bar until every device is current or failed
+(at once when no device has desired.firmware.version V).`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			c, err := a.client()
@@ -638,7 +653,7 @@ func (a *app) watchFleet(ctx context.Context, s fleetStatus, fetch func(context.
 				fmt.Fprintln(out, line)
 			}
 		}
-		if s.Total > 0 && cur+failed == s.Total {
+		if cur+failed == s.Total { // every device ended, or none is targeted
 			break
 		}
 		select {
@@ -684,7 +699,12 @@ func (a *app) printFleet(s fleetStatus) error {
 	if a.wantJSON() {
 		return writeJSON(a.stdout, s)
 	}
-	if _, err := fmt.Fprintln(a.stdout, fleetLine(s)); err != nil {
+	return renderFleet(a.stdout, s)
+}
+
+// renderFleet prints the progress line and the devices per status.
+func renderFleet(w io.Writer, s fleetStatus) error {
+	if _, err := fmt.Fprintln(w, fleetLine(s)); err != nil {
 		return err
 	}
 	keys := sortedStatuses(s.Counts)
@@ -692,5 +712,5 @@ func (a *app) printFleet(s fleetStatus) error {
 	for i, k := range keys {
 		rows[i] = []string{k, strconv.Itoa(s.Counts[k])}
 	}
-	return writeTable(a.stdout, []string{"STATUS", "DEVICES"}, rows)
+	return writeTable(w, []string{"STATUS", "DEVICES"}, rows)
 }

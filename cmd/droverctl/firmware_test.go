@@ -6,6 +6,7 @@ import (
 	"crypto/rand"
 	"encoding/json"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"strings"
@@ -341,3 +342,32 @@ func TestFirmwareDeployAborts(t *testing.T) {
 }
 
 func ptr[T any](v T) *T { return &v }
+
+func TestFirmwareGoldenOutput(t *testing.T) {
+	im := serviceclient.Image{
+		ID: "acme/mcu-7/2.1.0", UpdateID: firmware.UpdateID{Provider: "acme", Name: "mcu-7", Version: "2.1.0"},
+		Compatibility: []firmware.Compatibility{{Manufacturer: "Acme", Model: "mcu-7"}, {Manufacturer: "Acme", Model: "mcu-8"}},
+		File:          firmware.File{Name: "mcu-2.1.0.bin", Size: 262144, SHA256: "6105d6cc76af400325e94d588ce511be5bfdbb73b437dc51eca43917d7a43e3d"},
+		CreatedAt:     "2026-12-06T01:02:03Z", KeyID: "fe812c12f3ab4ce6", UploadedTime: "2026-12-06T01:05:00.0000000Z",
+		URL: "/firmware/content/6105d6cc76af400325e94d588ce511be5bfdbb73b437dc51eca43917d7a43e3d",
+	}
+	for _, tc := range []struct {
+		name   string
+		render func(w io.Writer) error
+	}{
+		{"firmware_show", func(w io.Writer) error { return renderImage(w, &im) }},
+		{"firmware_list", func(w io.Writer) error {
+			return renderImageList(w, []serviceclient.Image{im, {ID: "x/y/1", UpdateID: firmware.UpdateID{Version: "1"}}})
+		}},
+		{"firmware_list_empty", func(w io.Writer) error { return renderImageList(w, nil) }},
+		{"firmware_status_empty", func(w io.Writer) error { return renderFleet(w, fleetStatus{Version: "9.9", Counts: map[string]int{}}) }},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var buf bytes.Buffer
+			if err := tc.render(&buf); err != nil {
+				t.Fatal(err)
+			}
+			golden(t, tc.name, buf.Bytes())
+		})
+	}
+}
