@@ -131,15 +131,14 @@ func TestFirmwareCommands(t *testing.T) {
 		job.Abort == nil || job.Rollout == nil || job.MaxExecutionTimeInSeconds != 86400 {
 		t.Fatalf("deploy job %+v", job)
 	}
-	// Each device stays running until it reports the outcome.
-	for {
-		c.okJSON(&job, "job", "show", "fw-mcu")
-		if job.DeviceJobStatistics.RunningCount == 3 {
-			break
-		}
-		if job.Done() {
-			t.Fatalf("deploy job ended before any device reported: %+v", job)
-		}
+	// The targeted devices are told (desired notification), and each stays
+	// running in the job until it reports the outcome.
+	for _, id := range []string{"mcu-1", "mcu-2", "mcu-3"} {
+		devs[id].Await(t, "$iothub/twin/PATCH/properties/desired/#", 10*time.Second)
+	}
+	c.okJSON(&job, "job", "show", "fw-mcu")
+	if job.DeviceJobStatistics.RunningCount != 3 || job.Done() {
+		t.Fatalf("deployment before any report: %+v", job.DeviceJobStatistics)
 	}
 	for id, want := range map[string]bool{"mcu-1": true, "mcu-3": true, "mcu-4": false, "pump-1": false} {
 		tw, err := st2.GetTwin(ctx, id)
