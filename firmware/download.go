@@ -217,7 +217,7 @@ func parseContentRange(s string) (start, total int64, err error) {
 	}
 	total = -1
 	if tot != "*" {
-		if total, err = strconv.ParseInt(tot, 10, 64); err != nil {
+		if total, err = strconv.ParseInt(tot, 10, 64); err != nil || total < 0 {
 			return 0, 0, fmt.Errorf("bad Content-Range %q", s)
 		}
 	}

@@ -100,3 +100,37 @@ func TestFailedReport(t *testing.T) {
 		t.Errorf("Failed report:\n%s\nwant\n%s", b, want)
 	}
 }
+
+// FuzzParseDesired: desired.firmware comes from the hub's twin, which an
+// operator (or a bug) may fill with anything: never a panic, always
+// ErrMalformed, and whatever is accepted agrees with its manifest.
+func FuzzParseDesired(f *testing.F) {
+	f.Add([]byte(`{}`))
+	f.Add([]byte(`{"manifest":{},"url":"/x"}`))
+	f.Add([]byte(`{"version":"1","url":"https://h/x","sha256":"00","size":1,"manifest":null}`))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		tg, err := ParseDesired(b)
+		if err != nil {
+			if !errors.Is(err, ErrMalformed) {
+				t.Fatalf("ParseDesired error %v does not wrap ErrMalformed", err)
+			}
+			return
+		}
+		var d Desired
+		if json.Unmarshal(b, &d) != nil || d.SHA256 != tg.Manifest.File.SHA256 || d.Version != tg.Manifest.UpdateID.Version {
+			t.Fatalf("accepted %s with a target that disagrees: %+v", b, tg)
+		}
+	})
+}
+
+func FuzzContentRange(f *testing.F) {
+	for _, s := range []string{"bytes 0-9/10", "bytes 5-9/*", "bytes -1-2/3", "bytes 1-2", "", "bytes a-b/c", "bytes 0-9/-5"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		start, total, err := parseContentRange(s)
+		if err == nil && (start < 0 || total < -1) {
+			t.Fatalf("parseContentRange(%q) = %d, %d", s, start, total)
+		}
+	})
+}
