@@ -249,7 +249,8 @@ func TestFirmwareUploadRejects(t *testing.T) {
 		{"image truncated", [][2]string{{"manifest", string(good.doc)}, {"image", img[:4000]}}, "", 400, "ImageDigestMismatch", "4000 bytes, not the manifest's 5000"},
 		{"image longer", [][2]string{{"manifest", string(good.doc)}, {"image", img + "x"}}, "", 400, "ImageDigestMismatch", "more than the manifest's 5000"},
 		{"image first", [][2]string{{"image", img}, {"manifest", string(good.doc)}}, "", 400, "ArgumentInvalid", `the first part is \"image\"`},
-		{"no image part", [][2]string{{"manifest", string(good.doc)}}, "", 400, "ArgumentInvalid", "image part"},
+		{"no image part", [][2]string{{"manifest", string(good.doc)}}, "", 400, "ArgumentInvalid", `no \"image\" part`},
+		{"no parts", nil, "", 400, "ArgumentInvalid", "the body has no parts"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {

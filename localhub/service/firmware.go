@@ -95,6 +95,9 @@ func (f *firmwareAPI) upload(w http.ResponseWriter, r *http.Request) error {
 		return errf(http.StatusBadRequest, "ArgumentInvalid", "read multipart body: %v", err)
 	}
 	part, err := mr.NextPart()
+	if errors.Is(err, io.EOF) {
+		return errf(http.StatusBadRequest, "ArgumentInvalid", "the body has no parts; want \"manifest\" (the signed manifest), then \"image\"")
+	}
 	if err != nil {
 		return bodyError("read the manifest part", err)
 	}
@@ -109,7 +112,9 @@ func (f *firmwareAPI) upload(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return imageError(err)
 	}
-	if part, err = mr.NextPart(); err != nil {
+	if part, err = mr.NextPart(); errors.Is(err, io.EOF) {
+		return errf(http.StatusBadRequest, "ArgumentInvalid", "the body has no \"image\" part after the manifest")
+	} else if err != nil {
 		return bodyError("read the image part", err)
 	}
 	if part.FormName() != "image" {
@@ -139,7 +144,7 @@ func bodyError(what string, err error) error {
 	if errors.As(err, &ue) || errors.Is(err, store.ErrExists) {
 		return err
 	}
-	if strings.Contains(err.Error(), "multipart") {
+	if strings.Contains(err.Error(), "multipart") { // mime/multipart's framing errors have no type to match
 		return errf(http.StatusBadRequest, "ArgumentInvalid", "%s: %v", what, err)
 	}
 	return err
