@@ -82,16 +82,16 @@ func (e *Engine) await(ctx context.Context, r *run, t task) (kind failKind, jerr
 		case ok:
 			return failNone, nil, false, false
 		}
-		poll, release := e.clock.At(e.clock.Now().Add(awaitPoll))
+		poll := e.clock.TimerAt(e.clock.Now().Add(awaitPoll))
 		select {
 		case <-ch:
-		case <-poll:
+		case <-poll.C():
 		case <-r.ended:
-			release()
+			poll.Stop()
 			return failFinal, &store.JobError{Code: r.endCode, Description: "the job ended while waiting for the device to report the outcome"}, true, false
 		case <-ctx.Done():
 		}
-		release()
+		poll.Stop()
 		if ctx.Err() != nil {
 			switch cause := context.Cause(ctx); {
 			case errors.Is(cause, errDeviceTimeout):
