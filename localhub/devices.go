@@ -262,6 +262,7 @@ func (d *devices) ReportedPatch(id, rid string, body []byte) {
 	}
 	d.h.metrics.TwinUpdate("reported")
 	d.send(id, iothubtopic.TwinResponse(204, rid, v), nil)
+	d.h.jobs.ReportedChanged(id) // jobs awaiting this device's reported properties re-check it
 }
 
 // twinError answers with a JSON body carrying errorCode: the Node SDK ignores

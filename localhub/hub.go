@@ -25,6 +25,7 @@ import (
 	"github.com/drover-iot/drover/internal/sas"
 	"github.com/drover-iot/drover/localhub/broker"
 	"github.com/drover-iot/drover/localhub/certs"
+	"github.com/drover-iot/drover/localhub/images"
 	"github.com/drover-iot/drover/localhub/jobs"
 	"github.com/drover-iot/drover/localhub/metrics"
 	"github.com/drover-iot/drover/localhub/service"
@@ -33,7 +34,7 @@ import (
 
 // Options configure a Hub.
 type Options struct {
-	DataDir   string // state: hub.db, tls/, iothubowner.txt
+	DataDir   string // state: hub.db, tls/, iothubowner.txt, firmware/
 	Hostname  string // default "localhost"
 	MQTTAddr  string // default ":8883"
 	HTTPSAddr string // default ":8443"
@@ -147,7 +148,12 @@ func New(opts Options) (*Hub, error) {
 		opts.JobClock = clock.Real{NowFunc: opts.Now}
 	}
 	h.jobs = jobs.New(jobs.Options{Store: st, Devices: h.devices, Clock: opts.JobClock, Logger: opts.Logger.With("component", "jobs")})
-	h.svc = service.New(service.Options{Hostname: opts.Hostname, Store: st, Sessions: h.devices, Feed: h.feed, Logger: opts.Logger.With("component", "rest"), Now: opts.Now, Jobs: h.jobs, Metrics: h.metrics})
+	imgs, err := images.New(filepath.Join(opts.DataDir, "firmware"), st, images.Options{Logger: opts.Logger.With("component", "firmware"), Now: opts.Now})
+	if err != nil {
+		st.Close()
+		return nil, err
+	}
+	h.svc = service.New(service.Options{Hostname: opts.Hostname, Store: st, Sessions: h.devices, Feed: h.feed, Logger: opts.Logger.With("component", "rest"), Now: opts.Now, Jobs: h.jobs, Metrics: h.metrics, Images: imgs})
 	if opts.UI != nil {
 		if h.ui, err = opts.UI(h.svc.Handler(), opts.Hostname, st, opts.Logger.With("component", "console"), opts.Now); err != nil {
 			st.Close()

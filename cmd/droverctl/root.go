@@ -106,6 +106,7 @@ or ` + envConnectionString + `.`,
 	pf.DurationVar(&a.timeout, "timeout", defaultTimeout, "time limit for the whole command")
 	root.AddCommand(a.deviceCmd(), a.twinCmd(), a.invokeCmd(), a.queryCmd(), a.monitorCmd(), a.enrollmentCmd())
 	root.AddCommand(a.jobCmd())
+	root.AddCommand(a.firmwareCmd())
 	return root
 }
 

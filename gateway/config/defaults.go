@@ -34,6 +34,7 @@ const (
 	DefaultMemoryBytes    = Size(4 << 20)
 	DefaultBatchEvery     = 200 * time.Millisecond
 	DefaultTimezone       = "Local"
+	DefaultFirmwareCache  = Size(256 << 20) // a few images of MCUs and PLCs; Linux-class images need more
 )
 
 // executable is os.Executable, replaceable in tests.
@@ -93,6 +94,10 @@ func applyDefaults(c *Config) {
 	setDur(&o.BatchEvery, DefaultBatchEvery)
 	if o.MemoryBytes == 0 {
 		o.MemoryBytes = DefaultMemoryBytes
+	}
+
+	if c.Firmware.CacheMax == 0 {
+		c.Firmware.CacheMax = DefaultFirmwareCache
 	}
 }
 

@@ -84,6 +84,13 @@ func TestMerge(t *testing.T) {
 			}
 		}},
 		{name: "missing profile in overlay", overlay: `{"devices":[{"id":"pump-1","profile":"nope"}]}`, wantErr: `desired.config.devices[0].profile: unknown profile "nope"`},
+		{name: "firmware cache set remotely", overlay: `{"firmware":{"cache_max":"64MiB"}}`, check: func(t *testing.T, c *Config) {
+			if c.Firmware.CacheMax != 64<<20 {
+				t.Errorf("cache_max = %d", c.Firmware.CacheMax)
+			}
+		}},
+		{name: "firmware cache too small remotely", overlay: `{"firmware":{"cache_max":1024}}`, wantErr: "desired.config.firmware.cache_max: 1024 bytes is too small (at least 1MiB)"},
+		{name: "trusted keys are local only", overlay: `{"firmware":{"trusted_keys":["11qYAYKxCrfVS/7TyWQHOg7hcvPapiMlrwIaaPcHURo="]}}`, wantErr: "desired.config.firmware.trusted_keys: cannot be set remotely"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -150,10 +150,11 @@ const (
 	OnFullRejectNew  = "reject_new"
 )
 
-// Firmware holds firmware trust settings.
+// Firmware holds firmware trust and cache settings.
 type Firmware struct {
 	source
 	TrustedKeys []string `yaml:"trusted_keys"` // base64 ed25519 public keys; images must be signed by one
+	CacheMax    Size     `yaml:"cache_max"`    // bound of the image cache under data_dir
 }
 
 // Size is a byte count. In YAML it is an integer or a string with a unit

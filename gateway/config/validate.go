@@ -1,7 +1,6 @@
 package config
 
 import (
-	"encoding/base64"
 	"fmt"
 	"net"
 	"slices"
@@ -9,6 +8,8 @@ import (
 	"strings"
 	"time"
 	_ "time/tzdata" // time zone names must resolve on gateways without /usr/share/zoneinfo
+
+	"github.com/drover-iot/drover/firmware"
 )
 
 // Validate checks a defaulted configuration and its profiles. It also
@@ -22,15 +23,16 @@ func (c *Config) Validate() error {
 
 // Limits checked by Validate.
 const (
-	maxDeviceIDLen = 128 // IoT Hub device id limit
-	minPoll        = 10 * time.Millisecond
-	maxBusTimeout  = 5 * time.Minute
-	maxRetries     = 10
-	maxKeepalive   = 1177 * time.Second // hub disconnects at 1.5× keep-alive, capped at 1767 s
-	minOutboxBytes = Size(64 << 10)
-	maxMemoryBytes = Size(64 << 20)
-	maxSpillAfter  = time.Minute
-	maxBatchEvery  = 10 * time.Second
+	maxDeviceIDLen   = 128 // IoT Hub device id limit
+	minPoll          = 10 * time.Millisecond
+	maxBusTimeout    = 5 * time.Minute
+	maxRetries       = 10
+	maxKeepalive     = 1177 * time.Second // hub disconnects at 1.5× keep-alive, capped at 1767 s
+	minOutboxBytes   = Size(64 << 10)
+	maxMemoryBytes   = Size(64 << 20)
+	maxSpillAfter    = time.Minute
+	maxBatchEvery    = 10 * time.Second
+	minFirmwareCache = Size(1 << 20)
 )
 
 // Modbus modes.
@@ -561,11 +563,23 @@ func (c *Config) validateOutbox(ps *problems) {
 
 func (c *Config) validateFirmware(ps *problems) {
 	f := &c.Firmware
+	at := func(k string) pos { return f.at("firmware", k) }
+	seen := map[string]int{}
 	for i, k := range f.TrustedKeys {
-		raw, err := base64.StdEncoding.DecodeString(k)
-		if err != nil || len(raw) != 32 {
-			ps.add(f.at("firmware", indexPath("trusted_keys", i)), "not a base64 ed25519 public key (want 32 bytes)")
+		pub, err := firmware.ParsePublicKey(k)
+		if err != nil {
+			ps.add(at(indexPath("trusted_keys", i)), "not a base64 ed25519 public key (want 32 bytes)")
+			continue
 		}
+		id := firmware.KeyID(pub)
+		if j, dup := seen[id]; dup {
+			ps.add(at(indexPath("trusted_keys", i)), "the same key as trusted_keys[%d] (key id %s)", j, id)
+			continue
+		}
+		seen[id] = i
+	}
+	if f.CacheMax < minFirmwareCache {
+		ps.add(at("cache_max"), "%d bytes is too small (at least %s)", f.CacheMax, minFirmwareCache)
 	}
 }
 

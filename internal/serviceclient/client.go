@@ -152,7 +152,8 @@ type request struct {
 	header  http.Header
 	body    any // marshalled as JSON when non-nil
 	rawBody []byte
-	alsoOK  []int // non-2xx statuses whose body the caller reads itself
+	stream  io.Reader // streamed as is (chunked), with header's Content-Type
+	alsoOK  []int     // non-2xx statuses whose body the caller reads itself
 }
 
 // send performs r and returns the response when its status is 2xx, or an
@@ -160,6 +161,8 @@ type request struct {
 func (c *Client) send(ctx context.Context, r request) (*http.Response, error) {
 	var body io.Reader
 	switch {
+	case r.stream != nil:
+		body = r.stream
 	case r.rawBody != nil:
 		body = bytes.NewReader(r.rawBody)
 	case r.body != nil:

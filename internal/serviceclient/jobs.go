@@ -41,6 +41,14 @@ type JobRequest struct {
 	Abort                     *JobAbort   `json:"abort,omitempty"`
 	DeviceTimeoutInSeconds    int64       `json:"deviceTimeoutInSeconds,omitempty"`
 	Retry                     *JobRetry   `json:"retry,omitempty"`
+	AwaitReported             *JobAwait   `json:"awaitReported,omitempty"`
+}
+
+// JobAwait keeps each device of a twin job running until its twin matches
+// Succeeded or Failed, two query conditions (localhub extension).
+type JobAwait struct {
+	Succeeded string `json:"succeeded"`
+	Failed    string `json:"failed,omitempty"`
 }
 
 // JobTwinPatch is a twin job's patch: tags and/or desired properties.
@@ -119,6 +127,7 @@ type Job struct {
 	Abort                     *JobAbort      `json:"abort,omitempty"`
 	DeviceTimeoutInSeconds    int64          `json:"deviceTimeoutInSeconds,omitempty"`
 	Retry                     *JobRetry      `json:"retry,omitempty"`
+	AwaitReported             *JobAwait      `json:"awaitReported,omitempty"`
 }
 
 // Done reports whether the job has ended (completed, failed or cancelled).

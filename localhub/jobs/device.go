@@ -29,6 +29,19 @@ func (e *Engine) work(ctx context.Context, r *run, t task) result {
 	switch r.job.Type {
 	case store.JobUpdateTwin:
 		kind, jerr = e.applyTwin(ctx, r.job, t)
+		if kind == failNone && spec.AwaitReported != nil {
+			var ended, paused bool
+			kind, jerr, ended, paused = e.await(ctx, r, t)
+			if paused {
+				return result{task: t, paused: true}
+			}
+			if ended {
+				if err := e.st.EndJobDevice(context.WithoutCancel(ctx), r.job.ID, t.deviceID, store.DeviceJobCancelled, nil, jerr, e.clock.Now()); err != nil {
+					r.log.Error("record device result", "device", t.deviceID, "error", err)
+				}
+				return result{task: t, kind: failFinal}
+			}
+		}
 	case store.JobDeviceMethod:
 		outcome, kind, jerr = e.callMethod(ctx, r.job, t)
 	default:

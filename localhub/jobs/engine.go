@@ -56,6 +56,9 @@ type Engine struct {
 
 	mu      sync.Mutex
 	runners map[string]chan struct{} // job id → cancel signal of its running goroutine
+
+	watchMu  sync.Mutex
+	watchers map[string]map[chan struct{}]struct{} // device id → devices awaiting its reported properties
 }
 
 // New builds an engine; Run starts it.
@@ -70,7 +73,7 @@ func New(o Options) *Engine {
 		o.Workers = DefaultWorkers
 	}
 	return &Engine{st: o.Store, dev: o.Devices, clock: o.Clock, log: o.Logger, workers: o.Workers,
-		wake: make(chan struct{}, 1), runners: map[string]chan struct{}{}}
+		wake: make(chan struct{}, 1), runners: map[string]chan struct{}{}, watchers: map[string]map[chan struct{}]struct{}{}}
 }
 
 // Errors that end device attempts; they are context causes.
@@ -243,7 +246,7 @@ func (e *Engine) runJob(ctx context.Context, j store.Job, cancelSig <-chan struc
 	} else {
 		log.Info("job resumed")
 	}
-	r := &run{e: e, job: j, log: log, cancelSig: cancelSig, pacer: newPacer(j.Spec.Rollout),
+	r := &run{e: e, job: j, log: log, cancelSig: cancelSig, ended: make(chan struct{}), pacer: newPacer(j.Spec.Rollout),
 		deadline: j.Start.Add(time.Duration(j.Spec.MaxExecutionTimeInSeconds) * time.Second),
 		results:  make(chan result, e.workers)}
 	r.run(ctx)
@@ -272,6 +275,9 @@ type result struct {
 	task
 	kind  failKind
 	retry bool
+	// paused: the hub stopped while the device was awaited; its record stays
+	// running and the next run resumes the wait.
+	paused bool
 }
 
 // run is one job being worked through; its fields belong to the run goroutine
@@ -281,13 +287,17 @@ type run struct {
 	job       store.Job
 	log       *slog.Logger
 	cancelSig <-chan struct{}
-	deadline  time.Time
-	pacer     *pacer
-	tally     tally
-	results   chan result
-	inflight  int
-	wg        sync.WaitGroup
-	stopping  atomic.Bool
+	// ended closes when the run is cancelled or aborted, so devices awaiting
+	// their reported properties stop waiting; endCode says which.
+	ended    chan struct{}
+	endCode  string
+	deadline time.Time
+	pacer    *pacer
+	tally    tally
+	results  chan result
+	inflight int
+	wg       sync.WaitGroup
+	stopping atomic.Bool
 
 	front     []task // records found running at resume
 	page      []task // pending records loaded from the store
@@ -378,6 +388,11 @@ func (r *run) run(ctx context.Context) {
 	}
 
 	r.stopping.Store(true)
+	switch stop {
+	case stopCancel, stopAbort:
+		r.endCode = map[string]string{stopCancel: "JobCancelled", stopAbort: "JobAborted"}[stop]
+		close(r.ended)
+	}
 	switch stop {
 	case stopTimeout:
 		cancelWork(errJobTimeout)
@@ -537,6 +552,7 @@ func (r *run) begin(ctx, workCtx context.Context, t task, now time.Time) error {
 func (r *run) record(res result) {
 	r.inflight--
 	switch {
+	case res.paused:
 	case res.retry:
 		r.retries = append(r.retries, task{deviceID: res.deviceID})
 	case res.kind == failNone:

@@ -60,6 +60,7 @@ type jobRequest struct {
 	Abort                     *store.JobAbort   `json:"abort"`
 	DeviceTimeoutInSeconds    *int64            `json:"deviceTimeoutInSeconds"`
 	Retry                     *store.JobRetry   `json:"retry"`
+	AwaitReported             *store.JobAwait   `json:"awaitReported"`
 }
 
 func badField(field, format string, args ...any) *apiError {
@@ -186,6 +187,30 @@ func validateJob(in jobRequest, id string) (store.Job, error) {
 			}
 		}
 		j.Spec.Retry = rt
+	}
+	if aw := in.AwaitReported; aw != nil {
+		if in.Type != store.JobUpdateTwin {
+			return j, badField("awaitReported", "only a %s job can await reported properties", store.JobUpdateTwin)
+		}
+		for _, c := range []struct{ field, cond string }{{"awaitReported.succeeded", aw.Succeeded}, {"awaitReported.failed", aw.Failed}} {
+			if strings.TrimSpace(c.cond) == "" {
+				if c.field == "awaitReported.succeeded" {
+					return j, badField(c.field, "is required (a condition such as properties.reported.fw = '2.1')")
+				}
+				continue
+			}
+			if len(c.cond) > maxConditionLength {
+				return j, badField(c.field, "is longer than %d characters", maxConditionLength)
+			}
+			e, err := query.ParseCondition(c.cond)
+			if err == nil {
+				_, _, err = query.CompileCondition(e)
+			}
+			if err != nil {
+				return j, badField(c.field, "%v", err)
+			}
+		}
+		j.Spec.AwaitReported = aw
 	}
 	return j, nil
 }
@@ -374,6 +399,9 @@ func jobJSON(j store.Job) map[string]any {
 	}
 	if j.Spec.Rollout != nil {
 		m["rollout"] = j.Spec.Rollout
+	}
+	if j.Spec.AwaitReported != nil {
+		m["awaitReported"] = j.Spec.AwaitReported
 	}
 	if j.Spec.Abort != nil {
 		m["abort"] = j.Spec.Abort

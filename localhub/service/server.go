@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/drover-iot/drover/internal/sas"
+	"github.com/drover-iot/drover/localhub/images"
 	"github.com/drover-iot/drover/localhub/store"
 )
 
@@ -63,6 +64,8 @@ type Options struct {
 	Jobs Jobs
 	// Metrics records query latency and tag writes (nil: none).
 	Metrics Observer
+	// Images stores firmware images (/firmware/...); nil leaves those routes out.
+	Images *images.Store
 }
 
 // Observer is told about what the metrics count on the REST side.
@@ -133,6 +136,9 @@ func New(o Options) *Server {
 	s.route("POST /jobs/v2/{id}/cancel", svc, jobs.cancel)
 	s.route("GET /jobs/v2/query", svc, jobs.list)
 	s.importExportRoutes() // POST /jobs/create, GET /jobs[/{id}], DELETE /jobs/{id}, GET /jobs/importExport/{id}/{output,errors}
+	if o.Images != nil {
+		s.firmwareRoutes(o.Images) // /firmware/images[/{provider}/{name}/{version}], /firmware/content/{sha256}
+	}
 	s.mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		s.writeError(w, r, errf(http.StatusNotFound, "NotFound", "no route for %s %s", r.Method, r.URL.Path))
 	})

@@ -53,6 +53,18 @@ type JobSpec struct {
 	Abort                     *JobAbort     `json:"abort,omitempty"`
 	DeviceTimeoutInSeconds    int64         `json:"deviceTimeoutInSeconds,omitempty"`
 	Retry                     *JobRetry     `json:"retry,omitempty"`
+	AwaitReported             *JobAwait     `json:"awaitReported,omitempty"`
+}
+
+// JobAwait makes a twin job's device finish only once its twin shows the
+// outcome of the change (localhub extension, used by firmware deployments):
+// after the patch is written the record stays running until the device's
+// twin matches Succeeded (completed) or Failed (failed, code
+// DeviceReportedFailure), or a timeout or the job's end cuts the wait.
+// Both are query conditions, like queryCondition.
+type JobAwait struct {
+	Succeeded string `json:"succeeded"`
+	Failed    string `json:"failed,omitempty"`
 }
 
 // JobTwinPatch is a twin job's patch: tags and desired properties, each a
@@ -569,4 +581,18 @@ func ValidateJobID(id string) error {
 		}
 	}
 	return nil
+}
+
+// DeviceMatches reports whether a device's row satisfies a compiled query
+// condition (where, args); exists is false when there is no such device.
+func (s *Store) DeviceMatches(ctx context.Context, id, where string, args []any) (matches, exists bool, err error) {
+	var m int
+	err = s.rd.QueryRowContext(ctx, `SELECT CASE WHEN `+where+` THEN 1 ELSE 0 END FROM devices WHERE device_id = ?`, append(append([]any{}, args...), id)...).Scan(&m)
+	if errors.Is(err, sql.ErrNoRows) {
+		return false, false, nil
+	}
+	if err != nil {
+		return false, false, fmt.Errorf("match device %s: %w", id, err)
+	}
+	return m == 1, true, nil
 }

@@ -160,3 +160,21 @@ CREATE TABLE IF NOT EXISTS jobs_devices (
 );
 CREATE INDEX IF NOT EXISTS jobs_devices_by_device ON jobs_devices(device_id, job_id);
 CREATE INDEX IF NOT EXISTS jobs_devices_by_status ON jobs_devices(job_id, status, device_id);
+
+-- Firmware images (issue 10). The bytes are files named by their SHA-256
+-- under the hub's data directory (localhub/images); this table holds one row
+-- per update id with the signed manifest as uploaded. Two updates with the
+-- same bytes share one file.
+CREATE TABLE IF NOT EXISTS firmware_images (
+	provider  TEXT NOT NULL,
+	name      TEXT NOT NULL,
+	version   TEXT NOT NULL,
+	sha256    TEXT NOT NULL,
+	size      INTEGER NOT NULL,
+	key_id    TEXT NOT NULL,                   -- the signing key's id
+	manifest  TEXT NOT NULL,                   -- the signed manifest document (JSON)
+	created   TEXT NOT NULL,                   -- the manifest's createdAt
+	uploaded  TEXT NOT NULL,
+	PRIMARY KEY (provider, name, version)
+);
+CREATE INDEX IF NOT EXISTS firmware_images_by_sha256 ON firmware_images(sha256);
