@@ -238,9 +238,11 @@ func TestJobStartTimeHonoured(t *testing.T) {
 	if j.Status != "scheduled" || !strings.HasPrefix(j.StartTime, "2030-01-02T03:10:00") || !strings.HasPrefix(j.CreatedTime, "2030-01-02T03:00:00") {
 		t.Fatalf("created %+v", j)
 	}
-	// A start time in the past means now.
+	// A start time in the past means now. The engine may already have run
+	// the one-device job by the time the create answer is written, so any
+	// status but scheduled is right here.
 	past := a.createJob("past", twinJob("deviceId = 's00'", map[string]any{"startTime": "2001-01-01T00:00:00Z"}))
-	if past.Status != "queued" || past.StartTime != past.CreatedTime {
+	if past.Status == "scheduled" || past.StartTime != past.CreatedTime {
 		t.Fatalf("past start: %+v", past)
 	}
 	a.waitJob("past", "completed", func(j jobResp) bool { return j.Status == "completed" })
