@@ -17,7 +17,7 @@ const python = "/usr/bin/python3"
 
 func needPymodbus(t *testing.T) {
 	t.Helper()
-	testenv.RequirePython(t, python, "Debian python3-pymodbus", "pymodbus.client")
+	testenv.RequirePython(t, python, "Debian python3-pymodbus with python3-serial-asyncio", "pymodbus.client")
 }
 
 // TestPymodbusClient cross-checks the simulator with pymodbus 3.0's client
