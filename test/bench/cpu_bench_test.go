@@ -91,31 +91,11 @@ devices:
 	if plPID == 0 {
 		b.Fatalf("no drover-plugin-modbus child of %d", gwPID)
 	}
-	st0, err := local.stats()
-	if err != nil {
-		b.Fatal(err)
-	}
-	g0, err := sampleProc(gwPID)
-	if err != nil {
-		b.Fatal(err)
-	}
-	p0, err := sampleProc(plPID)
-	if err != nil {
-		b.Fatal(err)
-	}
+	s0 := sampleGateway(b, local, gwPID, plPID)
+	st0, g0, p0 := s0.st, s0.gw, s0.pl
 	time.Sleep(window) // the measurement window itself, not synchronisation
-	g1, err := sampleProc(gwPID)
-	if err != nil {
-		b.Fatal(err)
-	}
-	p1, err := sampleProc(plPID)
-	if err != nil {
-		b.Fatalf("plugin %d gone during the window: %v", plPID, err)
-	}
-	st1, err := local.stats()
-	if err != nil {
-		b.Fatal(err)
-	}
+	s1 := sampleGateway(b, local, gwPID, plPID)
+	st1, g1, p1 := s1.st, s1.gw, s1.pl
 	_, polls0, errs0 := deviceTotals(st0)
 	_, polls1, errs1 := deviceTotals(st1)
 	reads := (polls1 - polls0) * cpuPointsPerDevice

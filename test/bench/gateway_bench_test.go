@@ -163,6 +163,31 @@ func sampleProc(pid int) (procSample, error) {
 
 func childPID(parent int, name string) int { return harness.ChildPID(parent, name) }
 
+// gwSample is the gateway under load at one end of a measurement window:
+// its stats method's answer and the gateway's and plugin's processes.
+type gwSample struct {
+	st     map[string]any
+	gw, pl procSample
+}
+
+// sampleGateway takes a gwSample; a plugin gone since the window began
+// (restarted) fails the benchmark, as it would skew every figure.
+func sampleGateway(b *testing.B, local *gwAPI, gwPID, plPID int) gwSample {
+	b.Helper()
+	var s gwSample
+	var err error
+	if s.st, err = local.stats(); err != nil {
+		b.Fatal(err)
+	}
+	if s.gw, err = sampleProc(gwPID); err != nil {
+		b.Fatal(err)
+	}
+	if s.pl, err = sampleProc(plPID); err != nil {
+		b.Fatalf("plugin %d gone (restarted?): %v", plPID, err)
+	}
+	return s
+}
+
 func mb(kb int64) float64 { return float64(kb) / 1024 }
 
 // gcTrace is the last GODEBUG=gctrace=1 line a process wrote to stderr.
@@ -323,33 +348,13 @@ func BenchmarkGatewayRSS250(b *testing.B) {
 	if plPID == 0 {
 		b.Fatalf("no drover-plugin-modbus child of %d", gwPID)
 	}
-	st0, err := local.stats()
-	if err != nil {
-		b.Fatal(err)
-	}
-	g0, err := sampleProc(gwPID)
-	if err != nil {
-		b.Fatal(err)
-	}
-	p0, err := sampleProc(plPID)
-	if err != nil {
-		b.Fatal(err)
-	}
+	s0 := sampleGateway(b, local, gwPID, plPID)
+	st0, g0, p0 := s0.st, s0.gw, s0.pl
 	h0, _ := sampleProc(h.Cmd.Process.Pid)
 	time.Sleep(window) // the measurement window itself, not synchronisation
-	g1, err := sampleProc(gwPID)
-	if err != nil {
-		b.Fatal(err)
-	}
-	p1, err := sampleProc(plPID)
-	if err != nil {
-		b.Fatalf("plugin %d gone during the window (restarted?): %v", plPID, err)
-	}
+	s1 := sampleGateway(b, local, gwPID, plPID)
+	st1, g1, p1 := s1.st, s1.gw, s1.pl
 	h1, _ := sampleProc(h.Cmd.Process.Pid)
-	st1, err := local.stats()
-	if err != nil {
-		b.Fatal(err)
-	}
 
 	const hz = 100.0 // USER_HZ
 	cpuPct := func(a, z procSample) float64 { return 100 * float64(z.cpuTicks-a.cpuTicks) / hz / window.Seconds() }
