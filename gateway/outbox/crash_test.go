@@ -141,19 +141,8 @@ func crashNoLoss(t *testing.T, mode string) {
 	lastRep := map[string]int{}
 	const cycles = 5
 	for cycle := range cycles {
-		cmd := exec.Command(os.Args[0], "-test.run=^TestHelperProcess$")
-		cmd.Env = append(os.Environ(), helperEnv+"="+path, helperModeEnv+"="+mode)
-		stdout, err := cmd.StdoutPipe()
-		if err != nil {
-			t.Fatal(err)
-		}
-		var stderr strings.Builder
-		cmd.Stderr = &stderr
-		if err := cmd.Start(); err != nil {
-			t.Fatal(err)
-		}
+		cmd, sc, stderr := startHelper(t, path, mode)
 		killAt := 200 + r.IntN(3000)
-		sc := bufio.NewScanner(stdout)
 		lines := 0
 		killed := false
 		for sc.Scan() {
@@ -166,7 +155,7 @@ func crashNoLoss(t *testing.T, mode string) {
 				killed = true // keep reading: lines already in the pipe were printed before the kill
 			}
 		}
-		err = cmd.Wait()
+		err := cmd.Wait()
 		if !killed {
 			t.Fatalf("cycle %d: helper exited by itself after %d lines: %v\n%s", cycle, lines, err, stderr.String())
 		}
@@ -258,19 +247,8 @@ func TestCrashSpillBound(t *testing.T) {
 	delivered := map[string]bool{}
 	var lostTotal, countedBefore int64
 	for cycle := range 4 {
-		cmd := exec.Command(os.Args[0], "-test.run=^TestHelperProcess$")
-		cmd.Env = append(os.Environ(), helperEnv+"="+path, helperModeEnv+"=spill")
-		stdout, err := cmd.StdoutPipe()
-		if err != nil {
-			t.Fatal(err)
-		}
-		var stderr strings.Builder
-		cmd.Stderr = &stderr
-		if err := cmd.Start(); err != nil {
-			t.Fatal(err)
-		}
+		cmd, sc, stderr := startHelper(t, path, "spill")
 		killAt := 1000 + r.IntN(8000)
-		sc := bufio.NewScanner(stdout)
 		tels, killed := 0, false
 		var killTime time.Time
 		for sc.Scan() {
@@ -296,7 +274,7 @@ func TestCrashSpillBound(t *testing.T) {
 				killed = true
 			}
 		}
-		err = cmd.Wait()
+		err := cmd.Wait()
 		if !killed {
 			t.Fatalf("cycle %d: helper exited by itself: %v\n%s", cycle, err, stderr.String())
 		}
@@ -348,4 +326,23 @@ func TestCrashSpillBound(t *testing.T) {
 		}
 	}
 	t.Logf("%d lost over 4 kills, %d counted", lostTotal, countedBefore)
+}
+
+// startHelper starts TestHelperProcess on the outbox at path in the given
+// durability mode; its stdout lines report what it accepted, its stderr is
+// kept for the failure message.
+func startHelper(t *testing.T, path, mode string) (*exec.Cmd, *bufio.Scanner, *strings.Builder) {
+	t.Helper()
+	cmd := exec.Command(os.Args[0], "-test.run=^TestHelperProcess$")
+	cmd.Env = append(os.Environ(), helperEnv+"="+path, helperModeEnv+"="+mode)
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	stderr := &strings.Builder{}
+	cmd.Stderr = stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	return cmd, bufio.NewScanner(stdout), stderr
 }
