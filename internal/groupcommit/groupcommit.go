@@ -172,17 +172,7 @@ func (w *Writer) run() {
 				}
 			}
 		}
-		batch := []*op{first}
-	fill:
-		for len(batch) < w.opts.MaxBatch {
-			select {
-			case o := <-w.ops:
-				batch = append(batch, o)
-			default:
-				break fill
-			}
-		}
-		w.runBatch(batch)
+		w.runBatch(w.fill([]*op{first}))
 		last = time.Now()
 	}
 }
@@ -191,21 +181,25 @@ func (w *Writer) run() {
 // queue is empty.
 func (w *Writer) drain() {
 	for {
-		var batch []*op
-	fill:
-		for len(batch) < w.opts.MaxBatch {
-			select {
-			case o := <-w.ops:
-				batch = append(batch, o)
-			default:
-				break fill
-			}
-		}
+		batch := w.fill(nil)
 		if len(batch) == 0 {
 			return
 		}
 		w.runBatch(batch)
 	}
+}
+
+// fill adds what is queued to batch, up to MaxBatch, without waiting.
+func (w *Writer) fill(batch []*op) []*op {
+	for len(batch) < w.opts.MaxBatch {
+		select {
+		case o := <-w.ops:
+			batch = append(batch, o)
+		default:
+			return batch
+		}
+	}
+	return batch
 }
 
 func (w *Writer) runBatch(batch []*op) {
