@@ -65,7 +65,11 @@ func (p *probe) Scan(ctx context.Context, req plugins.ScanRequest, progress func
 		progress(plugins.ScanEvent{Address: a, Found: a%2 == 0})
 	}
 	// A buggy plugin reporting after it returned must not crash the server.
+	// The stream's context ends once the handler has finished, so waiting
+	// for it makes the call land after the stream closed (not merely after
+	// Scan returned, which races with the adapter's finish).
 	go func() {
+		<-ctx.Done()
 		progress(plugins.ScanEvent{Address: -1})
 		close(p.late)
 	}()
