@@ -2,8 +2,11 @@ package firmware
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -281,4 +284,35 @@ func (c *Cache) Usage() (used, max int64, err error) {
 		return 0, c.max, err
 	}
 	return sumSize(es), c.max, nil
+}
+
+// Verify hashes the cached file again and checks it against want: a file
+// that rotted on the gateway's flash since it was downloaded is never
+// handed to a device. On a mismatch the file is removed (the next Fetch
+// downloads it again) and the error wraps ErrDigestMismatch or
+// ErrSizeMismatch.
+func (im *Image) Verify(want File) error {
+	f, err := os.Open(im.Path())
+	if err != nil {
+		return fmt.Errorf("firmware cache: %w", err)
+	}
+	defer f.Close()
+	h := sha256.New()
+	n, err := io.Copy(h, f)
+	if err != nil {
+		return fmt.Errorf("firmware cache: read %s: %w", im.digest, err)
+	}
+	var bad error
+	switch sum := hex.EncodeToString(h.Sum(nil)); {
+	case n != want.Size:
+		bad = fmt.Errorf("%w: cached image %s has %d bytes, the manifest says %d", ErrSizeMismatch, im.digest, n, want.Size)
+	case sum != want.SHA256:
+		bad = fmt.Errorf("%w: cached image %s hashes to %s", ErrDigestMismatch, want.SHA256, sum)
+	}
+	if bad != nil {
+		im.c.mu.Lock()
+		_ = os.Remove(im.Path())
+		im.c.mu.Unlock()
+	}
+	return bad
 }

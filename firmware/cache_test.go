@@ -3,6 +3,8 @@ package firmware
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"net/http"
 	"net/http/httptest"
@@ -274,5 +276,47 @@ func TestCacheWaiterTakesOver(t *testing.T) {
 	}
 	if !cached(c, f) {
 		t.Error("image not cached")
+	}
+}
+
+// TestImageVerify: a cached image that changed on disk since it was
+// downloaded is refused and dropped, so the next fetch downloads it again.
+func TestImageVerify(t *testing.T) {
+	c, err := OpenCache(t.TempDir(), 1<<20, CacheOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	body := []byte("an image that will rot on the card")
+	sum := sha256.Sum256(body)
+	want := File{Name: "x.bin", Size: int64(len(body)), SHA256: hex.EncodeToString(sum[:])}
+	if err := os.WriteFile(c.imagePath(want.SHA256), body, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	im, err := c.Get(want.SHA256)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := im.Verify(want); err != nil {
+		t.Fatalf("intact image: %v", err)
+	}
+	rotten := bytes.Clone(body)
+	rotten[3] ^= 0x10
+	if err := os.WriteFile(im.Path(), rotten, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := im.Verify(want); !errors.Is(err, ErrDigestMismatch) {
+		t.Fatalf("rotten image: %v, want ErrDigestMismatch", err)
+	}
+	im.Release()
+	if _, err := c.Get(want.SHA256); !errors.Is(err, ErrNotCached) {
+		t.Fatalf("after a failed verify: %v, want ErrNotCached", err)
+	}
+	if err := os.WriteFile(c.imagePath(want.SHA256), body[:5], 0o600); err != nil {
+		t.Fatal(err)
+	}
+	im, _ = c.Get(want.SHA256)
+	defer im.Release()
+	if err := im.Verify(want); !errors.Is(err, ErrSizeMismatch) {
+		t.Fatalf("short image: %v, want ErrSizeMismatch", err)
 	}
 }

@@ -276,15 +276,15 @@ func TestTransition(t *testing.T) {
 		if err := Transition(path[i-1], path[i]); err != nil {
 			t.Errorf("%s → %s: %v", path[i-1], path[i], err)
 		}
-		if path[i] != StatusCurrent {
-			if err := Transition(path[i], StatusFailed); err != nil {
-				t.Errorf("%s → failed: %v", path[i], err)
-			}
+	}
+	for _, from := range path { // a request refused before it starts fails from idle or current
+		if err := Transition(from, StatusFailed); err != nil {
+			t.Errorf("%s → failed: %v", from, err)
 		}
 	}
 	for _, bad := range [][2]Status{
 		{StatusIdle, StatusApplying}, {StatusDownloading, StatusApplying}, {StatusApplying, StatusCurrent},
-		{StatusCurrent, StatusFailed}, {StatusIdle, StatusFailed}, {StatusFailed, StatusCurrent}, {"bogus", StatusIdle},
+		{StatusFailed, StatusCurrent}, {StatusFailed, StatusApplying}, {"bogus", StatusIdle},
 	} {
 		if err := Transition(bad[0], bad[1]); !errors.Is(err, ErrTransition) {
 			t.Errorf("%s → %s = %v, want ErrTransition", bad[0], bad[1], err)

@@ -26,7 +26,8 @@ const (
 )
 
 // next lists the statuses each status may move to (besides staying, and
-// besides failed, which every status except idle and current may move to).
+// besides failed, which every status may move to: a request refused before
+// anything started — untrusted key, wrong model — fails from idle or current).
 var next = map[Status][]Status{
 	StatusIdle:        {StatusDownloading, StatusDownloaded},
 	StatusDownloading: {StatusDownloaded},
@@ -46,8 +47,9 @@ var ErrTransition = errors.New("firmware status transition not allowed")
 func (s Status) Valid() bool { _, ok := next[s]; return ok }
 
 // Transition checks a move from one status to another. Staying is allowed
-// (progress updates); every in-progress status may fail; a new update
-// starts from idle, current or failed.
+// (progress updates); every status may fail (a refused request fails
+// from idle or current, the device still running currentVersion); a new
+// update starts from idle, current or failed.
 func Transition(from, to Status) error {
 	if !from.Valid() || !to.Valid() {
 		return fmt.Errorf("%w: %q → %q: unknown status", ErrTransition, from, to)
@@ -55,7 +57,7 @@ func Transition(from, to Status) error {
 	if from == to || slices.Contains(next[from], to) {
 		return nil
 	}
-	if to == StatusFailed && from != StatusIdle && from != StatusCurrent {
+	if to == StatusFailed {
 		return nil
 	}
 	return fmt.Errorf("%w: %s → %s", ErrTransition, from, to)
@@ -78,6 +80,7 @@ const (
 	ResultDeviceRejected    Result = "deviceRejected"
 	ResultBootFailed        Result = "bootFailed" // the new image did not boot and the device did not roll back
 	ResultRolledBack        Result = "rolledBack" // the new image did not boot; the device runs the old version again
+	ResultCancelled         Result = "cancelled"  // the gateway's job was cancelled, or its deadline passed, before the device ran the new version
 	ResultInternal          Result = "internalError"
 )
 

@@ -45,6 +45,7 @@ type Upstream struct {
 	source
 	ConnectionStringFile string        `yaml:"connection_string_file"` // HostName=…;DeviceId=…;SharedAccessKey=…
 	Address              string        `yaml:"address"`                // host:port; empty means HostName:8883
+	HTTPSAddress         string        `yaml:"https_address"`          // host:port of the hub's HTTPS endpoint (firmware downloads); empty means HostName:443
 	CAFile               string        `yaml:"ca_file"`                // PEM trust for a self-signed hub
 	ChildrenKeyFile      string        `yaml:"children_key_file"`      // enrollment group key (base64)
 	Keepalive            time.Duration `yaml:"keepalive"`              // MQTT keep-alive

@@ -254,6 +254,11 @@ func (c *Config) validateUpstream(ps *problems) {
 			ps.add(at("address"), "bad address %q: %v", u.Address, err)
 		}
 	}
+	if u.HTTPSAddress != "" {
+		if _, _, err := splitHostPort(u.HTTPSAddress, false); err != nil {
+			ps.add(at("https_address"), "bad address %q: %v", u.HTTPSAddress, err)
+		}
+	}
 	if u.Keepalive < 5*time.Second || u.Keepalive > maxKeepalive {
 		ps.add(at("keepalive"), "%s out of range 5s..%s (the hub caps keep-alive)", formatDuration(u.Keepalive), formatDuration(maxKeepalive))
 	}

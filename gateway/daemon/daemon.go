@@ -65,6 +65,7 @@ type Daemon struct {
 	drainer *outbox.Drainer // nil without upstream
 	cache   *twincache.Cache
 	jobs    *jobs.Queue
+	fw      *fwUpdater
 
 	// upstream settings (zero when the gateway runs without uplink)
 	hostName, address, gwKey, childrenKey string
@@ -195,6 +196,9 @@ func (d *Daemon) Run(ctx context.Context) error {
 		return err
 	}
 	defer d.closeState()
+	if err := d.openFirmware(cfg); err != nil {
+		return err
+	}
 	h, err := host.New(host.Options{Dir: cfg.Plugins.Dir, Plugins: d.pluginNames(cfg), Logger: d.log.With("component", "plugins"),
 		StartTimeout: cfg.Plugins.StartTimeout, BackoffMin: cfg.Plugins.RestartBackoff.Min, BackoffMax: cfg.Plugins.RestartBackoff.Max})
 	if err != nil {
@@ -555,6 +559,9 @@ func (d *Daemon) deviceDesired(id string, l *link, desired map[string]any, versi
 		d.log.Warn("apply desired", "device", id, "error", err)
 	}
 	d.deviceWindows(id, l, desired)
+	if fw, ok := desired["firmware"]; ok {
+		d.desiredFirmware(id, l, fw)
+	}
 }
 
 // deviceWindows takes a device's desired.maintenance (absent: none) as its
@@ -621,6 +628,7 @@ func (s sink) Reported(id string, patch map[string]any) {
 			s.d.jobs.Poke() // jobs waiting for the device may run now
 		}
 	}
+	s.d.firmwareFromIdentity(id, patch)
 	if l := s.d.childLink(id); l != nil {
 		l.Report(patch)
 	}

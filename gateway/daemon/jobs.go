@@ -115,6 +115,7 @@ func (d *Daemon) customMethod(device, name string) (config.CustomMethod, bool) {
 
 // mirrorJob reports a device's latest job in its twin.
 func (d *Daemon) mirrorJob(j jobs.Job) {
+	d.mirrorFirmwareEnd(j)
 	l := d.childLink(j.Device)
 	if l == nil {
 		return
@@ -164,6 +165,8 @@ func (d *Daemon) deviceMethod(ctx context.Context, id, name string, payload json
 	switch name {
 	case jobs.KindReboot, jobs.KindFactoryReset:
 		return d.submitDeviceJob(ctx, id, name, payload, src)
+	case MethodFirmwareUpdate:
+		return d.firmwareMethod(ctx, id, payload, src)
 	case bridges.MethodWrite:
 		return d.runMethodJob(ctx, id, name, jobs.KindWrite, payload, src, false)
 	}
@@ -314,6 +317,8 @@ func (e jobExecutor) Execute(ctx context.Context, j jobs.Job, progress func(int,
 		return e.executeConfig(ctx, j, progress)
 	case j.Kind == jobs.KindWrite:
 		return e.executeMethod(ctx, j, bridges.MethodWrite, j.Payload, progress)
+	case j.Kind == jobs.KindFirmware:
+		return e.executeFirmware(ctx, j, progress)
 	case j.Method() != "":
 		payload := json.RawMessage(`{"force":false}`)
 		if j.Force {
@@ -414,10 +419,13 @@ func (e jobExecutor) executeManage(ctx context.Context, j jobs.Job, progress fun
 }
 
 // Resumable implements jobs.Resumer: config and write jobs write the same
-// values again, so one cut by a crash simply runs again. Reboots, resets
-// and custom methods (which may trigger an action) are never repeated.
+// values again, so one cut by a crash simply runs again; a firmware job
+// runs again and its plugin resumes the upload from the offset the device
+// holds (and only confirms an image the device already runs). Reboots,
+// resets and custom methods (which may trigger an action) are never
+// repeated.
 func (e jobExecutor) Resumable(kind string) bool {
-	return kind == jobs.KindConfig || kind == jobs.KindWrite
+	return kind == jobs.KindConfig || kind == jobs.KindWrite || kind == jobs.KindFirmware
 }
 
 // Verify decides about a reboot or factory reset interrupted by a crash from

@@ -29,6 +29,10 @@ type GatewayConfig struct {
 	// gateway's defaults.
 	OutboxDurability string
 	OutboxSpillAfter time.Duration
+	// FirmwareKeys are firmware.trusted_keys; FirmwareCacheMax (e.g.
+	// "4MiB") bounds the image cache.
+	FirmwareKeys     []string
+	FirmwareCacheMax string
 	Buses            []Bus
 	Devices          []Device
 }
@@ -36,6 +40,7 @@ type GatewayConfig struct {
 // Upstream is the upstream section of a GatewayConfig.
 type Upstream struct {
 	ConnectionStringFile, Address, CAFile, ChildrenKeyFile string
+	HTTPSAddress                                           string // the hub's HTTPS endpoint (firmware downloads)
 	TokenTTL, Keepalive                                    time.Duration
 }
 
@@ -78,7 +83,7 @@ func (c GatewayConfig) YAML() string {
 	}
 	section("gateway", "id", c.ID, "data_dir", c.DataDir, "local_api", c.LocalAPI)
 	if u := c.Upstream; u != nil {
-		section("upstream", "connection_string_file", u.ConnectionStringFile, "address", u.Address, "ca_file", u.CAFile,
+		section("upstream", "connection_string_file", u.ConnectionStringFile, "address", u.Address, "https_address", u.HTTPSAddress, "ca_file", u.CAFile,
 			"children_key_file", u.ChildrenKeyFile, "token_ttl", duration(u.TokenTTL), "keepalive", duration(u.Keepalive))
 	}
 	backoff := ""
@@ -91,6 +96,11 @@ func (c GatewayConfig) YAML() string {
 	}
 	section("outbox", "max_bytes", c.OutboxMaxBytes, "on_full", c.OutboxOnFull,
 		"durability", c.OutboxDurability, "spill_after", duration(c.OutboxSpillAfter))
+	keys := ""
+	if len(c.FirmwareKeys) > 0 {
+		keys = "[" + strings.Join(c.FirmwareKeys, ", ") + "]"
+	}
+	section("firmware", "trusted_keys", keys, "cache_max", c.FirmwareCacheMax)
 	if len(c.Buses) > 0 {
 		b.WriteString("buses:\n")
 		for _, bus := range c.Buses {
