@@ -24,7 +24,7 @@ import (
 type fwRig struct {
 	*system
 	trustedKey, untrustedKey string // private key files
-	ports                        []string
+	ports                    []string
 }
 
 // newFwRig starts the rig with n MCUs (mcu-1 … mcu-n, one UART each);
