@@ -48,8 +48,9 @@ const (
 // fwUpdater is the gateway's firmware machinery: trusted keys, image cache
 // and the hub's HTTPS endpoint.
 type fwUpdater struct {
-	keys   firmware.KeySet
-	cache  *firmware.Cache
+	keys     firmware.KeySet
+	cache    *firmware.Cache
+	cacheMax int64
 	client *http.Client
 	// hubBase is https://host:port of the hub; "" without uplink.
 	hubBase string
@@ -67,7 +68,7 @@ func (d *Daemon) openFirmware(cfg *config.Config) error {
 	if err != nil {
 		return err
 	}
-	fw := &fwUpdater{keys: keys, cache: cache}
+	fw := &fwUpdater{keys: keys, cache: cache, cacheMax: int64(cfg.Firmware.CacheMax)}
 	if d.gwKey != "" {
 		tr := http.DefaultTransport.(*http.Transport).Clone()
 		tr.TLSClientConfig = d.tlsCfg.Clone()
@@ -153,10 +154,31 @@ func (d *Daemon) desiredFirmware(id string, l *link, doc any) {
 		l.Report(map[string]any{"firmware": failedPatch(err, "", dep.Deployment, d.now())})
 		return
 	}
+	if d.deploymentEnded(id, t) {
+		return
+	}
 	key := "firmware:" + t.Manifest.File.SHA256 + ":" + t.Deployment
 	if _, err := d.submitFirmware(id, t, key, jobs.SourceDesired); err != nil {
 		d.log.Warn("queue firmware update", "device", id, "error", err)
 	}
+}
+
+// deploymentEnded reports whether the device already reported the outcome
+// of t's deployment (current or failed): the job's key finds it too, but
+// finished jobs are deleted after the queue's retention, and a desired
+// document delivered again after that must not run a failed image again.
+func (d *Daemon) deploymentEnded(id string, t *firmware.Target) bool {
+	if t.Deployment == "" {
+		return false
+	}
+	tw, err := d.cache.Get(context.Background(), id)
+	if err != nil {
+		return false
+	}
+	fw, _ := tw.Reported["firmware"].(map[string]any)
+	st, _ := fw["status"].(string)
+	dep, _ := fw["deployment"].(string)
+	return dep == t.Deployment && (st == string(firmware.StatusFailed) || st == string(firmware.StatusCurrent))
 }
 
 // submitFirmware queues a firmware job for t, replacing the device's

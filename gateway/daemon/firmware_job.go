@@ -88,6 +88,10 @@ func (e jobExecutor) executeFirmware(ctx context.Context, j jobs.Job, progress f
 	if err != nil {
 		return end(err, false)
 	}
+	if s.File.Size > d.fw.cacheMax {
+		// No eviction can make room: fail now rather than after the retries.
+		return end(fmt.Errorf("%w: the image's %d bytes exceed firmware.cache_max (%d)", firmware.ErrCacheFull, s.File.Size, d.fw.cacheMax), false)
+	}
 	img, err := d.fw.cache.Get(s.File.SHA256)
 	if errors.Is(err, firmware.ErrNotCached) {
 		r.to(firmware.StatusDownloading, "downloading "+s.File.Name)

@@ -282,6 +282,24 @@ func TestFirmwareEndToEnd(t *testing.T) {
 		}
 	})
 
+	t.Run("malformed desired.firmware is reported, not queued", func(t *testing.T) {
+		for _, doc := range []map[string]any{
+			{"version": "9.9.9", "url": "/firmware/content/00", "manifest": map[string]any{"updateId": "nope"}, "deployment": "fw-bad-1"},
+			{"version": "9.9.9", "url": "ftp://elsewhere/x.bin", "deployment": "fw-bad-2"},
+		} {
+			if _, err := r.svc.UpdateTwin(ctx, "mcu-1", serviceclient.Twin{Properties: serviceclient.TwinProperties{Desired: map[string]any{"firmware": doc}}}, ""); err != nil {
+				t.Fatal(err)
+			}
+			r.eventually(t, 30*time.Second, "malformed manifest reported", func() (bool, string) {
+				fw := r.firmware("mcu-1")
+				return fw["status"] == "failed" && fw["result"] == "malformedManifest" && fw["deployment"] == doc["deployment"], fmt.Sprint(fw)
+			})
+		}
+		if fw := r.firmware("mcu-1"); fw["currentVersion"] != "1.2.0" {
+			t.Errorf("currentVersion %v, want 1.2.0 still", fw["currentVersion"])
+		}
+	})
+
 	t.Run("image that fails to boot ends rolled back", func(t *testing.T) {
 		r.publish("1.3.0", "MCU-1", r.trustedKey, size, true)
 		r.mustCtl("firmware", "deploy", "--version", "1.3.0", "--model", "MCU-1", "--query", "deviceId = 'mcu-1'", "--job-id", "fw-130")
