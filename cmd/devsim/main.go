@@ -29,6 +29,7 @@ func main() {
 	root.AddCommand(
 		newModbusCmd(),
 		newSerialCmd(),
+		newImageCmd(),
 	)
 	if err := root.ExecuteContext(ctx); err != nil {
 		fmt.Fprintln(os.Stderr, "devsim:", err)

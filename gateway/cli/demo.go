@@ -142,6 +142,13 @@ Operator side (another terminal, from this directory):
   bin/droverctl invoke pump-1 reboot '{"force":true}'
   bin/droverctl monitor pump-1
 
+Firmware update of mcu-1 (images signed with the demo's key; docs/firmware.md):
+  bin/devsim image --version 1.1.0 -o demo-data/mcu-1.1.0.bin
+  bin/droverctl firmware upload demo-data/mcu-1.1.0.bin --version 1.1.0 --manufacturer Acme --model MCU-1 --key configs/demo/firmware-demo.key
+  bin/droverctl firmware deploy --version 1.1.0 --model MCU-1 --query "*" --wait
+  bin/droverctl firmware status --version 1.1.0
+  (bin/devsim image --version 1.2.0 --fail-boot … makes one that fails to boot and is rolled back)
+
 Technician side (works without the hub too):
   bin/drover status -c %s
   bin/drover devices -c %s
