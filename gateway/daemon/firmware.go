@@ -51,7 +51,7 @@ type fwUpdater struct {
 	keys     firmware.KeySet
 	cache    *firmware.Cache
 	cacheMax int64
-	client *http.Client
+	client   *http.Client
 	// hubBase is https://host:port of the hub; "" without uplink.
 	hubBase string
 	// authorize signs a download request as the gateway.
