@@ -84,16 +84,16 @@ func (e jobExecutor) executeFirmware(ctx context.Context, j jobs.Job, progress f
 		}
 		return end(err, false)
 	}
-	src, err := d.fw.source(p.URL, j.Device)
-	if err != nil {
-		return end(err, false)
-	}
 	if s.File.Size > d.fw.cacheMax {
 		// No eviction can make room: fail now rather than after the retries.
 		return end(fmt.Errorf("%w: the image's %d bytes exceed firmware.cache_max (%d)", firmware.ErrCacheFull, s.File.Size, d.fw.cacheMax), false)
 	}
 	img, err := d.fw.cache.Get(s.File.SHA256)
 	if errors.Is(err, firmware.ErrNotCached) {
+		src, err := d.fw.source(p.URL, j.Device)
+		if err != nil {
+			return end(err, false)
+		}
 		r.to(firmware.StatusDownloading, "downloading "+s.File.Name)
 		dl := d.fw.downloader(d, j.Device, func(done, total int64) { r.percent(firmware.Percent(done, total)) })
 		img, err = d.fw.cache.Fetch(ctx, dl, src, s.File)

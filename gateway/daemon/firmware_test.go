@@ -1,9 +1,17 @@
 package daemon
 
 import (
+	"context"
+	"crypto/ed25519"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"fmt"
+	"os"
+	"path/filepath"
 	"testing"
+	"time"
 
 	"github.com/drover-iot/drover/firmware"
 	"github.com/drover-iot/drover/gateway/jobs"
@@ -97,4 +105,122 @@ func TestJobShare(t *testing.T) {
 			last = got
 		}
 	}
+}
+
+// firmwareStack is a stack whose gateway trusts a fresh key and holds
+// image in its firmware cache (no hub: the job finds the image cached).
+func firmwareStack(t *testing.T, initial map[string]any, image []byte) (*stack, ed25519.PrivateKey) {
+	t.Helper()
+	s := newStack(t, t.TempDir(), stackOptions{initial: initial})
+	if err := s.d.openFirmware(s.d.cfg); err != nil {
+		t.Fatal(err)
+	}
+	priv, err := firmware.GenerateKey()
+	if err != nil {
+		t.Fatal(err)
+	}
+	pub, _ := priv.Public().(ed25519.PublicKey)
+	if s.d.fw.keys, err = firmware.NewKeySet(firmware.EncodePublicKey(pub)); err != nil {
+		t.Fatal(err)
+	}
+	sum := sha256.Sum256(image)
+	p := filepath.Join(s.d.cfg.Gateway.DataDir, "firmware", "images", hex.EncodeToString(sum[:]))
+	if err := os.WriteFile(p, image, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return s, priv
+}
+
+// updatePayload is a firmwareUpdate payload for image signed by priv for
+// the Fake's devices (Drover / fake).
+func updatePayload(t *testing.T, priv ed25519.PrivateKey, version string, image []byte, force bool) string {
+	t.Helper()
+	sum := sha256.Sum256(image)
+	signed, err := firmware.Sign(firmware.Manifest{
+		UpdateID:      firmware.UpdateID{Provider: "Drover", Name: "fake", Version: version},
+		Compatibility: []firmware.Compatibility{{Manufacturer: "Drover", Model: "fake"}},
+		File:          firmware.File{Name: "fake.bin", Size: int64(len(image)), SHA256: hex.EncodeToString(sum[:])},
+		CreatedAt:     time.Now(),
+	}, priv)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := json.Marshal(map[string]any{"url": "/firmware/content/" + signed.File.SHA256, "sha256": signed.File.SHA256, "manifest": signed, "force": force})
+	return string(b)
+}
+
+// TestFirmwareJobRules: a firmware update is disruptive — it waits while
+// the device's in-use rule holds, without spending attempts or touching the
+// device, and a forced one runs; the cached image is flashed without a
+// download and the device reports current.
+func TestFirmwareJobRules(t *testing.T) {
+	image := []byte("fake firmware image 2.0.0")
+	s, priv := firmwareStack(t, map[string]any{"setpoint": json.Number("20.5"), "mode": 1, "running": true}, image)
+	s.awaitOnline("pump-1")
+	s.reports.Await(t, waitLimit, "pump-1 identified", func(rs []report) bool { return section(rs, "pump-1", "device")["model"] == "fake" })
+
+	st, body := s.method("pump-1", "firmwareUpdate", updatePayload(t, priv, "2.0.0", image, false))
+	id, _ := body["jobId"].(string)
+	if st != 202 || id == "" {
+		t.Fatalf("firmwareUpdate = %d %v, want 202 with a job id", st, body)
+	}
+	j := s.awaitJob(id, "waiting in-use", func(j jobs.Job) bool { return j.State == jobs.StateWaiting && j.Reason == jobs.ReasonInUse })
+	if j.Kind != jobs.KindFirmware || j.Attempts != 0 || len(s.plug.flashes.All()) != 0 {
+		t.Fatalf("job %+v, %d flashes: want a firmware job deferred before any flash", j, len(s.plug.flashes.All()))
+	}
+	if _, err := s.d.jobs.Cancel(context.Background(), id); err != nil {
+		t.Fatal(err)
+	}
+	s.awaitFirmware("cancelled update reported", "pump-1", func(fw map[string]any) bool {
+		return fw["status"] == "failed" && fw["result"] == "cancelled"
+	})
+
+	st, body = s.method("pump-1", "firmwareUpdate", updatePayload(t, priv, "2.0.0", image, true))
+	id, _ = body["jobId"].(string)
+	if st != 202 || id == "" {
+		t.Fatalf("forced firmwareUpdate = %d %v", st, body)
+	}
+	s.awaitJob(id, "succeeded", func(j jobs.Job) bool { return j.State == jobs.StateSucceeded })
+	s.awaitFirmware("current reported", "pump-1", func(fw map[string]any) bool {
+		return fw["status"] == "current" && fw["currentVersion"] == "2.0.0" && fw["result"] == "success"
+	})
+	if n := len(s.plug.flashes.All()); n != 1 {
+		t.Fatalf("%d flashes, want 1", n)
+	}
+
+	// Garbage payloads are refused by the method, and queue nothing.
+	for _, p := range []string{`{"url": 7}`, `{}`, `{"version": "9.9.9"}`, `not json`} {
+		if st, body := s.method("pump-1", "firmwareUpdate", p); st != 400 && st != 404 {
+			t.Errorf("firmwareUpdate %s = %d %v, want 400 or 404", p, st, body)
+		}
+	}
+	if n := len(s.d.jobsOfKind(t, "pump-1", jobs.KindFirmware)); n != 2 {
+		t.Errorf("%d firmware jobs, want the 2 accepted", n)
+	}
+}
+
+func (d *Daemon) jobsOfKind(t *testing.T, device, kind string) []jobs.Job {
+	t.Helper()
+	js, err := d.jobs.List(context.Background(), jobs.Filter{Device: device, Kind: kind})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return js
+}
+
+// awaitFirmware polls the device's cached reported.firmware: the firmware
+// job reports through the device's link (twin cache and outbox), which the
+// stack's sink recorder does not see.
+func (s *stack) awaitFirmware(what, device string, ok func(fw map[string]any) bool) {
+	s.t.Helper()
+	deadline := time.Now().Add(waitLimit)
+	var fw map[string]any
+	for time.Now().Before(deadline) {
+		fw, _ = s.twinReported(device)["firmware"].(map[string]any)
+		if ok(fw) {
+			return
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	s.t.Fatalf("%s: not within %s; reported.firmware %v", what, waitLimit, fw)
 }

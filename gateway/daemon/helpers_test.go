@@ -38,6 +38,7 @@ type testPlugin struct {
 	*plugintest.Fake
 	initial map[string]any
 	writes  recorder[string]
+	flashes recorder[string] // the device of every Flash, on entry
 
 	mu   sync.Mutex
 	gate chan struct{}
@@ -68,6 +69,12 @@ func (p *testPlugin) ValidateBus(context.Context, json.RawMessage) ([]plugins.Fi
 // in_use included), as the real plugins do.
 func (p *testPlugin) ValidateProfile(context.Context, json.RawMessage) ([]plugins.FieldError, error) {
 	return nil, nil
+}
+
+// Flash records the device, then flashes as the Fake does.
+func (p *testPlugin) Flash(ctx context.Context, req plugins.FlashRequest, progress func(plugins.FlashEvent)) error {
+	p.flashes.Add(req.DeviceID)
+	return p.Fake.Flash(ctx, req, progress)
 }
 
 func newTestPlugin(initial map[string]any) *testPlugin {
