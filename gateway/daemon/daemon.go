@@ -628,7 +628,7 @@ func (s sink) Reported(id string, patch map[string]any) {
 			s.d.jobs.Poke() // jobs waiting for the device may run now
 		}
 	}
-	s.d.firmwareFromIdentity(id, patch)
+	patch = s.d.firmwareFromIdentity(id, patch)
 	if l := s.d.childLink(id); l != nil {
 		l.Report(patch)
 	}

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"strings"
 	"sync"
 	"time"
@@ -321,20 +322,21 @@ func (d *Daemon) mirrorFirmwareEnd(j jobs.Job) {
 	}
 }
 
-// firmwareFromIdentity adds reported.firmware.currentVersion to a patch
-// that reports the device's identity with a firmware version, so a device
-// that was never updated shows what it runs (status idle until an update).
-func (d *Daemon) firmwareFromIdentity(id string, patch map[string]any) {
+// firmwareFromIdentity returns patch with reported.firmware.currentVersion
+// added when it reports the device's identity with a firmware version, so
+// a device that was never updated shows what it runs (status idle until an
+// update). The bridge's map is not modified: others may hold it.
+func (d *Daemon) firmwareFromIdentity(id string, patch map[string]any) map[string]any {
 	dev, _ := patch["device"].(map[string]any)
 	fv, _ := dev["firmwareVersion"].(string)
 	if fv == "" || patch["firmware"] != nil {
-		return
+		return patch
 	}
 	fw := map[string]any{}
 	if t, err := d.cache.Get(context.Background(), id); err == nil {
 		cur, _ := t.Reported["firmware"].(map[string]any)
 		if v, _ := cur["currentVersion"].(string); v == fv && cur["status"] != nil {
-			return
+			return patch
 		}
 		if cur["status"] == nil {
 			fw["status"] = string(firmware.StatusIdle)
@@ -343,5 +345,7 @@ func (d *Daemon) firmwareFromIdentity(id string, patch map[string]any) {
 		fw["status"] = string(firmware.StatusIdle)
 	}
 	fw["currentVersion"] = fv
-	patch["firmware"] = fw
+	out := maps.Clone(patch)
+	out["firmware"] = fw
+	return out
 }
