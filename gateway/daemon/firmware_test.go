@@ -224,3 +224,28 @@ func (s *stack) awaitFirmware(what, device string, ok func(fw map[string]any) bo
 	}
 	s.t.Fatalf("%s: not within %s; reported.firmware %v", what, waitLimit, fw)
 }
+
+// TestFirmwareImageOverCacheBound: an image no eviction can make room for
+// fails at once with outOfStorage, before any download or flash.
+func TestFirmwareImageOverCacheBound(t *testing.T) {
+	image := []byte("an image larger than this gateway's cache")
+	s, priv := firmwareStack(t, map[string]any{"running": false}, image)
+	s.d.fw.cacheMax = int64(len(image) - 1)
+	s.awaitOnline("pump-1")
+	s.reports.Await(t, waitLimit, "pump-1 identified", func(rs []report) bool { return section(rs, "pump-1", "device")["model"] == "fake" })
+	st, body := s.method("pump-1", "firmwareUpdate", updatePayload(t, priv, "3.0.0", image, true))
+	id, _ := body["jobId"].(string)
+	if st != 202 {
+		t.Fatalf("firmwareUpdate = %d %v", st, body)
+	}
+	j := s.awaitJob(id, "failed", func(j jobs.Job) bool { return j.State == jobs.StateFailed })
+	if j.Attempts != 1 {
+		t.Errorf("%d attempts, want 1: no retry can make room", j.Attempts)
+	}
+	s.awaitFirmware("outOfStorage reported", "pump-1", func(fw map[string]any) bool {
+		return fw["status"] == "failed" && fw["result"] == "outOfStorage"
+	})
+	if n := len(s.plug.flashes.All()); n != 0 {
+		t.Errorf("%d flashes", n)
+	}
+}
