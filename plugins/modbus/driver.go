@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/drover-iot/drover/internal/version"
@@ -61,6 +62,8 @@ type device struct {
 	unit    byte
 	profile *Profile
 	client  *client
+
+	flashing atomic.Bool // a Flash runs: a second one, Reboot and FactoryReset are refused
 }
 
 // Describe implements plugins.Plugin.
@@ -69,7 +72,7 @@ func (d *Driver) Describe(context.Context) (plugins.Description, error) {
 		Name:    pluginName,
 		Version: version.Version, // the release it was built in (stamped by make)
 		Capabilities: []plugins.Capability{plugins.CapRead, plugins.CapWrite, plugins.CapIdentify,
-			plugins.CapScan, plugins.CapReboot, plugins.CapFactoryReset},
+			plugins.CapScan, plugins.CapReboot, plugins.CapFactoryReset, plugins.CapFlash},
 		BusKeys:     append([]string(nil), busKeys...),
 		ProfileKeys: append([]string(nil), profileKeys...),
 	}, nil
@@ -315,10 +318,4 @@ func valueFromBlock(p *Point, r Request, data []byte) (plugins.Value, error) {
 		return plugins.Value{}, fmt.Errorf("point %s outside its block read", p.Name)
 	}
 	return DecodeRegisters(p, data[2*off:2*(off+n)])
-}
-
-// Flash implements plugins.Plugin: Modbus has no standard firmware transfer,
-// so the driver does not offer it.
-func (d *Driver) Flash(context.Context, plugins.FlashRequest, func(plugins.FlashEvent)) error {
-	return plugins.Errorf(plugins.CodeUnsupported, "the modbus plugin cannot flash firmware")
 }

@@ -31,6 +31,11 @@ func (d *Driver) manage(ctx context.Context, id, method string, opts plugins.Man
 	if !ok {
 		return plugins.Errorf(plugins.CodeUnsupported, "profile %s of device %s defines no %s method", dev.profile.Name, id, method)
 	}
+	if dev.flashing.Load() {
+		// A reboot or reset in the middle of a flash would lose the
+		// transfer, or interrupt the device booting the new image.
+		return plugins.Errorf(plugins.CodeBusy, "%s %s refused: the device is being flashed", method, id)
+	}
 	if rule := dev.profile.InUse; rule != nil && !opts.Force {
 		p, _ := dev.profile.Point(rule.Point)
 		vals, errs, err := dev.read(ctx, []Point{*p}, d.now)

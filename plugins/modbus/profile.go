@@ -199,6 +199,7 @@ type Profile struct {
 	InUse       *InUse
 	Identify    IdentifySpec
 	Quirks      Quirks
+	Firmware    *FirmwareSpec // nil: the device cannot be flashed
 }
 
 // Point returns the point called name.
@@ -218,7 +219,7 @@ const (
 )
 
 var (
-	profileKeys  = []string{"name", "plugin", "description", "points", "methods", "in_use", "identify", "quirks"}
+	profileKeys  = []string{"name", "plugin", "description", "points", "methods", "in_use", "identify", "quirks", "firmware"}
 	pointKeys    = []string{"name", "description", "table", "address", "type", "bit", "length", "byte_order", "scale", "offset", "unit", "poll", "writable", "deadband", "verify"}
 	methodNames  = []string{MethodReboot, MethodFactoryReset}
 	methodKeys   = []string{"write"}
@@ -298,6 +299,9 @@ func decodeProfile(raw json.RawMessage, errs *[]plugins.FieldError) *Profile {
 	}
 	if v, ok := o.Raw("quirks"); ok {
 		DecodeQuirks(v, "quirks", &p.Quirks, errs)
+	}
+	if v, ok := o.Raw("firmware"); ok {
+		p.Firmware = decodeFirmware(v, errs)
 	}
 	o.Done(profileKeys)
 	return p
@@ -566,6 +570,9 @@ func validateProfile(p *Profile, errs *[]plugins.FieldError) {
 				add("identify."+ref.key, "no point named %q", ref.name)
 			}
 		}
+	}
+	if p.Firmware != nil {
+		validateFirmware(p, add)
 	}
 }
 
