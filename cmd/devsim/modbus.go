@@ -25,6 +25,8 @@ type modbusFlags struct {
 	badCRC   float64
 	exc      uint8
 	faults   []string
+	fwVer    string
+	fwBoot   time.Duration
 	logLevel string
 }
 
@@ -39,7 +41,13 @@ Prints "tcp: ADDR", "rtu: /dev/pts/N" and "ascii: /dev/pts/M" for what it serves
 With neither --tcp, --rtu nor --ascii it serves TCP on 127.0.0.1:5020.
 
 Faults: --drop, --delay, --bad-crc and --exception apply to every unit;
---fault "unit=3,drop=1" (repeatable) sets one unit's faults (keys: unit, drop, delay, bad-crc, exception).`,
+--fault "unit=3,drop=1" (repeatable) sets one unit's faults (keys: unit, drop, delay, bad-crc, exception).
+
+Firmware: a profile with a firmware section takes images through its register
+window (docs/firmware.md, "Modbus devices"). An image boots if it starts with
+the line "DEVSIM-FW <version>" (the unit then reports <version>); one starting
+with "BADBOOT" verifies but fails to boot, and the unit comes back running the
+old version. --firmware-version sets the version every unit runs at start.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error { return runModbus(cmd, &f) },
 	}
@@ -58,6 +66,8 @@ Faults: --drop, --delay, --bad-crc and --exception apply to every unit;
 	fl.Float64Var(&f.badCRC, "bad-crc", 0, "probability of a corrupt CRC/LRC on serial replies (every unit)")
 	fl.Uint8Var(&f.exc, "exception", 0, "answer every request with this exception code (every unit)")
 	fl.StringArrayVar(&f.faults, "fault", nil, `per-unit faults, e.g. "unit=3,drop=0.5,delay=20ms" (repeatable)`)
+	fl.StringVar(&f.fwVer, "firmware-version", "", `firmware version every unit runs at start (default: the profile's sim.firmware.version, else "1.0.0")`)
+	fl.DurationVar(&f.fwBoot, "firmware-boot", 0, "how long a unit stays silent after applying an image (default: the profile's sim.firmware.boot_time, else 1s)")
 	fl.StringVar(&f.logLevel, "log-level", "info", "debug, info, warn or error")
 	_ = cmd.MarkFlagRequired("profile")
 	return cmd
@@ -97,6 +107,9 @@ func runModbus(cmd *cobra.Command, f *modbusFlags) error {
 		Baud:   f.baud,
 		Pace:   f.pace,
 		Faults: modbussim.Faults{Drop: f.drop, Delay: f.delay, BadCRC: f.badCRC, Exception: modbussim.ExceptionCode(f.exc)},
+
+		FirmwareVersion: f.fwVer,
+		FirmwareBoot:    f.fwBoot,
 	})
 	if err != nil {
 		return err

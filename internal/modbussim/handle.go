@@ -129,7 +129,7 @@ func (u *Unit) handleLocked(now time.Time, req []byte) []byte {
 		if len(d) != 3 {
 			return exceptionPDU(fc, IllegalDataValue)
 		}
-		return u.sim.identity.response(d[1], d[2])
+		return u.sim.identity.response(d[1], d[2], u.revisionLocked(now))
 	}
 	return exceptionPDU(fc, IllegalFunction)
 }
@@ -193,8 +193,17 @@ func newDeviceID(id Identity, name string) *deviceID {
 // objectID (or at 0 if it is outside the category) and page with
 // "more follows" when the PDU is full; code 4 returns one object or 02.
 // Code 3 (extended) returns the regular objects: no private ones exist.
-// [V1.1b3 §6.21]
-func (d *deviceID) response(code, objectID byte) []byte {
+// A non-empty revision replaces object 0x02 (a flashed unit reports the
+// firmware it runs). [V1.1b3 §6.21]
+func (d *deviceID) response(code, objectID byte, revision string) []byte {
+	objects := d.objects
+	if revision != "" {
+		objects = make(map[byte]string, len(d.objects))
+		for k, v := range d.objects {
+			objects[k] = v
+		}
+		objects[0x02] = revision
+	}
 	conformity := byte(0x81) // basic, stream and individual access
 	if d.maxID > 0x02 {
 		conformity = 0x82
@@ -204,7 +213,7 @@ func (d *deviceID) response(code, objectID byte) []byte {
 	}
 	switch code {
 	case 0x04:
-		v, ok := d.objects[objectID]
+		v, ok := objects[objectID]
 		if !ok {
 			return exceptionPDU(fcEncapsulated, IllegalDataAddress)
 		}
@@ -224,7 +233,7 @@ func (d *deviceID) response(code, objectID byte) []byte {
 	out := head(0, 0, 0)
 	count := byte(0)
 	for id := objectID; id <= last; id++ {
-		v, ok := d.objects[id]
+		v, ok := objects[id]
 		if !ok {
 			continue
 		}

@@ -56,11 +56,12 @@ const (
 
 // Profile is a simulator profile: a device profile plus sim blocks.
 type Profile struct {
-	File    string  // path it was loaded from, for messages
-	Name    string  // profile name
-	Points  []Point // in file order
-	Methods Methods // management registers
-	Sim     SimConfig
+	File     string        // path it was loaded from, for messages
+	Name     string        // profile name
+	Points   []Point       // in file order
+	Methods  Methods       // management registers
+	Firmware *FirmwareSpec // nil: the unit cannot be flashed
+	Sim      SimConfig
 }
 
 // Point is one named value of the device.
@@ -130,6 +131,7 @@ type MethodWrite struct {
 type SimConfig struct {
 	RebootSilence time.Duration // how long a rebooting unit stays silent
 	Identity      Identity      // FC 43/14 objects
+	Firmware      FirmwareSim   // behaviour of a flash (with a firmware section)
 }
 
 // Identity holds the Read Device Identification objects.
@@ -181,7 +183,8 @@ func ParseProfile(file string, data []byte) (*Profile, error) {
 		return nil, &ProfileError{File: file, Line: yamlErrLine(err), Key: "(document)", Msg: err.Error()}
 	}
 	d := &decoder{file: file}
-	p := &Profile{File: file, Sim: SimConfig{RebootSilence: DefaultRebootSilence}}
+	p := &Profile{File: file, Sim: SimConfig{RebootSilence: DefaultRebootSilence,
+		Firmware: FirmwareSim{BootTime: DefaultFirmwareBoot}}}
 	if len(doc.Content) == 0 {
 		return nil, d.errf(&doc, "(document)", "empty profile")
 	}
@@ -200,6 +203,8 @@ func ParseProfile(file string, data []byte) (*Profile, error) {
 			d.points(p, v)
 		case "methods":
 			d.methods(p, v)
+		case "firmware":
+			d.firmware(p, v)
 		case "sim":
 			d.simConfig(p, v)
 		}
@@ -211,6 +216,9 @@ func ParseProfile(file string, data []byte) (*Profile, error) {
 		return nil, d.errf(root, "points", "profile has no points")
 	}
 	if err := d.overlaps(p); err != nil {
+		return nil, err
+	}
+	if err := d.firmwareChecks(p, root); err != nil {
 		return nil, err
 	}
 	return p, nil
@@ -542,8 +550,10 @@ func (d *decoder) simConfig(p *Profile, n *yaml.Node) {
 				}
 				*f = d.str(ikv[1], ik)
 			}
+		case "firmware":
+			d.firmwareSim(p, v)
 		default:
-			d.errf(kv[0], "sim."+k, "unknown key in sim block (want reboot_silence, identity)")
+			d.errf(kv[0], "sim."+k, "unknown key in sim block (want reboot_silence, identity, firmware)")
 		}
 	}
 }

@@ -27,6 +27,11 @@ type Options struct {
 	Baud int
 	// Pace delays each serial reply by its wire time plus t3.5.
 	Pace bool
+	// FirmwareVersion and FirmwareBoot override the profile's
+	// sim.firmware version and boot_time when set.
+	FirmwareVersion string
+	FirmwareBoot    time.Duration
+
 	// FrameGap is the silence after which a partial serial frame is
 	// discarded; default t3.5 at Baud, but at least 5ms (a pty has no timing
 	// and user space cannot time 1.75ms reliably).
@@ -45,6 +50,7 @@ type Sim struct {
 	byName   map[string]int
 	byTable  map[Table][]int
 	identity *deviceID
+	fwCfg    FirmwareSim // of every unit, when the profile has a firmware section
 
 	mu      sync.Mutex
 	pending []func(ctx context.Context) error // transports registered for Run
@@ -82,6 +88,7 @@ func New(p *Profile, opts Options) (*Sim, error) {
 		byTable:  map[Table][]int{},
 		identity: newDeviceID(p.Sim.Identity, p.Name),
 	}
+	s.fwCfg = firmwareConfig(p, opts)
 	for i, pt := range p.Points {
 		s.byName[pt.Name] = i
 		s.byTable[pt.Table] = append(s.byTable[pt.Table], i)
@@ -98,6 +105,26 @@ func New(p *Profile, opts Options) (*Sim, error) {
 	}
 	sort.Slice(s.ids, func(i, j int) bool { return s.ids[i] < s.ids[j] })
 	return s, nil
+}
+
+// firmwareConfig is the profile's sim.firmware with the options' overrides
+// and the defaults applied. The version defaults to the identity's
+// revision when FC 43 reports it, else DefaultFirmwareVersion.
+func firmwareConfig(p *Profile, opts Options) FirmwareSim {
+	c := p.Sim.Firmware
+	if opts.FirmwareVersion != "" {
+		c.Version = opts.FirmwareVersion
+	}
+	if opts.FirmwareBoot > 0 {
+		c.BootTime = opts.FirmwareBoot
+	}
+	if c.Version == "" {
+		c.Version = DefaultFirmwareVersion
+		if p.Firmware != nil && p.Firmware.Version.FC43 && p.Sim.Identity.Revision != "" {
+			c.Version = p.Sim.Identity.Revision
+		}
+	}
+	return c
 }
 
 // Profile returns the profile the simulator serves.

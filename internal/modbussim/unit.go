@@ -38,6 +38,7 @@ type Unit struct {
 	requests    uint64
 	faults      Faults
 	rng         *rand.Rand
+	fw          *fwUnit // nil without a firmware section
 }
 
 // walk is the lazily advanced state of a random_walk point.
@@ -60,6 +61,9 @@ func newUnit(s *Sim, id byte, now time.Time) *Unit {
 	}
 	for i, p := range s.profile.Points {
 		u.walks[i] = walk{value: clampTo(p.Sim, p.Sim.Value), at: now}
+	}
+	if s.profile.Firmware != nil {
+		u.fw = newFwUnit(s.profile.Firmware, s.fwCfg)
 	}
 	return u
 }
@@ -126,8 +130,13 @@ func (u *Unit) FactoryReset() {
 }
 
 func (u *Unit) rebootLocked(now time.Time) {
+	u.restartLocked(now, u.sim.profile.Sim.RebootSilence)
+}
+
+// restartLocked makes the unit silent for silence, then boot afresh.
+func (u *Unit) restartLocked(now time.Time, silence time.Duration) {
 	u.reboots++
-	u.silentUntil = now.Add(u.sim.profile.Sim.RebootSilence)
+	u.silentUntil = now.Add(silence)
 	u.bootAt = u.silentUntil
 	if i, ok := u.sim.byName["uptime"]; ok {
 		u.unholdLocked(i)
@@ -351,7 +360,7 @@ func (u *Unit) touches(t Table, addr, n uint16) bool {
 			return true
 		}
 	}
-	return false
+	return u.fw != nil && u.fw.touches(t, addr, n)
 }
 
 func (u *Unit) readRegsLocked(t Table, addr, n uint16, now time.Time) ([]uint16, ExceptionCode) {
@@ -369,6 +378,9 @@ func (u *Unit) readRegsLocked(t Table, addr, n uint16, now time.Time) ([]uint16,
 				out[a] |= r // bool points with a bit share a register
 			}
 		}
+	}
+	if u.fw != nil {
+		u.fw.overlay(u, t, addr, out, now)
 	}
 	return out, 0
 }
@@ -397,6 +409,9 @@ func (u *Unit) writeRegsLocked(t Table, addr uint16, vals []uint16, methods bool
 		return IllegalDataAddress
 	}
 	now := u.sim.now()
+	if u.fw != nil && u.fw.owns(t, addr, n) {
+		return u.fw.write(u, addr, vals, now)
+	}
 	for _, i := range u.sim.byTable[t] {
 		p := &u.sim.profile.Points[i]
 		if int(p.Address) >= int(addr)+int(n) || int(p.Address)+p.Registers() <= int(addr) {
