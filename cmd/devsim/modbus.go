@@ -57,7 +57,7 @@ old version. --firmware-version sets the version every unit runs at start.`,
 	fl.BoolVar(&f.rtu, "rtu", false, "serve Modbus RTU on a new pseudo-terminal")
 	fl.BoolVar(&f.ascii, "ascii", false, "serve Modbus ASCII on a new pseudo-terminal")
 	fl.IntVar(&f.baud, "baud", 19200, "serial line speed for pacing and frame gaps")
-	fl.BoolVar(&f.pace, "pace", false, "delay serial replies by their wire time at --baud plus t3.5")
+	fl.BoolVar(&f.pace, "pace", false, "delay serial replies by the request's and their own wire time at --baud plus t3.5")
 	fl.StringVar(&f.units, "units", "", `unit ids to serve, e.g. "1-10" or "1,3,5-7" (default 1)`)
 	fl.IntVar(&f.unit, "unit", 0, "serve this one unit id")
 	fl.Uint64Var(&f.seed, "seed", 1, "seed for random walks and fault draws")

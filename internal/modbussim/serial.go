@@ -157,7 +157,10 @@ func (s *Sim) answerSerial(ctx context.Context, rw io.Writer, fr framer, adu []b
 	out := fr.encode(adu[0], r.pdu, r.badCRC)
 	d := r.delay
 	if s.opts.Pace {
-		d += wireTime(len(out), bits, s.opts.Baud) + t35(s.opts.Baud)
+		// A pty hands over the request at once; a real line takes its
+		// wire time first, then the reply's, with t3.5 between.
+		req := len(fr.encode(adu[0], adu[1:], false))
+		d += wireTime(req+len(out), bits, s.opts.Baud) + t35(s.opts.Baud)
 	}
 	if !clock.Sleep(ctx, d) {
 		return false

@@ -25,7 +25,8 @@ type Options struct {
 
 	// Baud is the serial line speed used for pacing and frame gaps; default 19200.
 	Baud int
-	// Pace delays each serial reply by its wire time plus t3.5.
+	// Pace delays each serial reply by the wire time of the request and
+	// of the reply plus t3.5, as a line at Baud would.
 	Pace bool
 	// FirmwareVersion and FirmwareBoot override the profile's
 	// sim.firmware version and boot_time when set.
