@@ -55,6 +55,8 @@ type FirmwareSpec struct {
 	Version       VersionSpec
 	BusyTimeout   time.Duration // how long the device may stay busy or verifying
 	RebootTimeout time.Duration // how long it may stay silent after apply
+
+	given map[string]bool // keys present, even with a bad value: "missing" is for the others
 }
 
 // DataBytes is how many image bytes one block carries.
@@ -109,8 +111,15 @@ func (f *FirmwareSpec) registerList() []firmwareRegister {
 
 // decodeFirmware decodes the firmware section at key "firmware".
 func decodeFirmware(raw json.RawMessage, errs *[]plugins.FieldError) *FirmwareSpec {
-	f := &FirmwareSpec{BlockAddress: -1, BusyTimeout: DefaultFlashBusyTimeout, RebootTimeout: DefaultFlashRebootTimeout}
+	f := &FirmwareSpec{BlockAddress: -1, BusyTimeout: DefaultFlashBusyTimeout, RebootTimeout: DefaultFlashRebootTimeout,
+		given: map[string]bool{}}
 	o := jsonfields.Open(raw, "firmware", errs)
+	if !o.OK() {
+		return nil // reported; nothing to check against the rest
+	}
+	for _, k := range o.Keys() {
+		f.given[k] = true
+	}
 	if !o.OneOf("transfer", &f.Transfer, transfers...) && o.OK() && !o.Has("transfer") {
 		o.Add("transfer", "missing (want one of %v)", transfers)
 	}
@@ -124,6 +133,7 @@ func decodeFirmware(raw json.RawMessage, errs *[]plugins.FieldError) *FirmwareSp
 		*r.dst = -1
 		if v, ok := o.Raw(r.key); ok {
 			ro := jsonfields.Open(v, "firmware."+r.key, errs)
+			f.given[r.key+".address"] = !ro.OK() || ro.Has("address")
 			ro.Int("address", r.dst)
 			ro.Done(registerKeys)
 		}
@@ -164,6 +174,8 @@ func validateFirmware(p *Profile, add func(path, f string, a ...any)) {
 	var spans []span
 	inRange := func(key string, addr, n int) bool {
 		switch {
+		case addr == -1 && (f.given[key+".address"] || (key == "block" && f.given[key])):
+			// present with a bad value: reported by the decoder
 		case addr == -1:
 			add("firmware."+key+".address", "missing")
 		case addr < 0 || addr > maxAddress:
@@ -177,7 +189,9 @@ func validateFirmware(p *Profile, add func(path, f string, a ...any)) {
 	}
 	switch {
 	case f.BlockSize == 0 && f.BlockAddress == -1:
-		add("firmware.block", "missing (want {address, size})")
+		if !f.given["block"] {
+			add("firmware.block", "missing (want {address, size})")
+		}
 	case f.BlockSize < minBlockSize || f.BlockSize > MaxWriteRegisters:
 		add("firmware.block.size", "%d out of range %d..%d (registers: 2 for the block's offset, then data; FC 16 writes at most %d)",
 			f.BlockSize, minBlockSize, MaxWriteRegisters, MaxWriteRegisters)
@@ -236,6 +250,8 @@ func validateVersion(p *Profile, add func(path, f string, a ...any)) {
 		sources++
 	}
 	switch {
+	case sources == 0 && p.Firmware.given["version"]:
+		return // present with a bad value: reported by the decoder
 	case sources == 0:
 		add("firmware.version", "missing (want fc43: true, point: NAME, or table, address and type)")
 		return
