@@ -312,7 +312,7 @@ func (fl *flasher) upload(ctx context.Context, from, hint int64) error {
 // commit asks the device to check the image's CRC and waits for its verdict.
 func (fl *flasher) commit(ctx context.Context) error {
 	fl.event(PhaseVerifying, fmt.Sprintf("the device checks CRC-32 %08x", fl.crc), fl.total())
-	if err := fl.command(ctx, fl.dev.client, FlashCommit); err != nil {
+	if err := fl.commandChecked(ctx, FlashCommit, func(s uint16) bool { return s != FlashReceiving }); err != nil {
 		return fl.fail("commit", err)
 	}
 	st, err := fl.settled(ctx)
@@ -333,17 +333,32 @@ func (fl *flasher) commit(ctx context.Context) error {
 		fl.dev.id, st.status, statusName(st.status))
 }
 
+// commandChecked sends a command that must not simply be resent: a
+// second commit, or a second apply, to a device that took the first is
+// refused (it is no longer receiving, or verified). After a lost or
+// garbled answer it reads the status instead, and resends only if
+// tookEffect says the command did not arrive.
+func (fl *flasher) commandChecked(ctx context.Context, cmd uint16, tookEffect func(status uint16) bool) error {
+	var err error
+	for range fl.dev.client.retries + 1 {
+		if err = fl.command(ctx, fl.probeClient(), cmd); err == nil || !retryable(err) || ctx.Err() != nil {
+			return err
+		}
+		s, serr := readU16(ctx, fl.dev.client, fl.spec.Status)
+		if serr == nil && tookEffect(s) {
+			return nil
+		}
+	}
+	return err
+}
+
 // apply sends the apply command, which reboots the device, once: a device
 // that reboots before its answer leaves the gateway with a timeout, which
-// is no reason to resend.
+// is no reason to resend (awaitReboot resends if the device is still
+// verified, not applying, so the command was lost).
 func (fl *flasher) apply(ctx context.Context) error {
 	fl.event(PhaseApplying, "the device boots the verified image", fl.total())
-	err := fl.command(ctx, fl.probeClient(), FlashApply)
-	var ex *Exception
-	switch {
-	case err == nil, isTimeout(err) && ctx.Err() == nil:
-	case errors.As(err, &ex) && ex.Code == ExAcknowledge:
-	default:
+	if err := fl.command(ctx, fl.probeClient(), FlashApply); err != nil && !(retryable(err) && ctx.Err() == nil) {
 		return fl.fail("apply", err)
 	}
 	return fl.finish(ctx, true)
@@ -380,11 +395,23 @@ func (fl *flasher) awaitReboot(ctx context.Context) error {
 	wctx, cancel := context.WithTimeout(ctx, fl.spec.RebootTimeout)
 	defer cancel()
 	c := fl.probeClient()
+	resent := 0
 	for {
 		at := time.Now()
 		s, err := readU16(wctx, c, fl.spec.Status)
 		var ex *Exception
 		switch {
+		case err == nil && s == FlashVerified:
+			// Still verified: the apply never arrived. A device back
+			// from its reboot is idle, never verified.
+			if resent > fl.dev.client.retries {
+				return plugins.Errorf(plugins.CodeDeviceError, "flash %s: the device stays verified: it did not act on apply (sent %d times); nothing applied", fl.dev.id, resent+1)
+			}
+			resent++
+			if err := fl.command(wctx, c, FlashApply); err != nil && !retryable(err) {
+				return fl.fail("apply (resent)", err)
+			}
+			continue
 		case err == nil && s != FlashApplying, errors.As(err, &ex):
 			return nil // up again (an exception is an answer too)
 		case ctx.Err() != nil:

@@ -5,6 +5,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -17,6 +18,7 @@ import (
 
 	"github.com/drover-iot/drover/internal/modbussim"
 	"github.com/drover-iot/drover/plugins"
+	"github.com/drover-iot/drover/plugins/plugintest"
 )
 
 // Version sources of testdata/firmware/pump.yaml, by name.
@@ -409,7 +411,8 @@ func TestFlashRolledBack(t *testing.T) {
 	req := r.image(t, "3.0.0", data)
 	var ev events
 	err := r.d.Flash(testContext(t), req, ev.add)
-	if plugins.CodeOf(err) != plugins.CodeDeviceError || !strings.HasPrefix(err.(*plugins.Error).Msg, "rolled-back: device pump-1 runs 1.0.0 again") {
+	var pe *plugins.Error
+	if !errors.As(err, &pe) || pe.Code != plugins.CodeDeviceError || !strings.HasPrefix(pe.Msg, "rolled-back: device pump-1 runs 1.0.0 again") {
 		t.Fatalf("Flash: %v, want device-error rolled-back: …", err)
 	}
 	if l := ev.last(); l.Phase != PhaseRolledBack || !strings.HasPrefix(l.Message, "rolled-back:") {
@@ -454,6 +457,56 @@ func TestFlashSharesTheBus(t *testing.T) {
 			}
 			if st := r.fw(t, 2); st.Running != "1.0.0" || st.Blocks != 0 {
 				t.Errorf("unit 2 touched: %+v", st)
+			}
+		})
+	}
+}
+
+// TestFlashOverGRPC runs a flash and a rollback through the plugin
+// contract's gRPC adapters: the events arrive in order, and the
+// rolled-back error keeps its code and message across the boundary.
+func TestFlashOverGRPC(t *testing.T) {
+	r := newFlashRig(t, rigOpts{version: "point"})
+	p := plugintest.Connect(t, r.d)
+	ctx := testContext(t)
+	var ev events
+	if err := p.Flash(ctx, r.image(t, "1.1.0", modbussim.FirmwareImage("1.1.0", 9000)), ev.add); err != nil {
+		t.Fatalf("Flash over gRPC: %v", err)
+	}
+	if got := ev.phases(); fmt.Sprint(got) != fmt.Sprint(fullPhases) {
+		t.Errorf("phases %v", got)
+	}
+	bad := append([]byte(modbussim.BadBootMagic), make([]byte, 900)...)
+	ev = events{}
+	err := p.Flash(ctx, r.image(t, "1.2.0", bad), ev.add)
+	var pe *plugins.Error
+	if !errors.As(err, &pe) || pe.Code != plugins.CodeDeviceError || !strings.HasPrefix(pe.Msg, "rolled-back: device pump-1 runs 1.1.0 again") {
+		t.Errorf("rollback over gRPC: %#v", err)
+	}
+	if ev.last().Phase != PhaseRolledBack {
+		t.Errorf("last event %+v", ev.last())
+	}
+}
+
+// TestFlashGarbledAnswers flashes over RTU while the device corrupts the
+// CRC of one answer in six (seeded, so the run repeats): every transaction
+// is retried, blocks resent after a lost answer are stored once (their
+// offset makes them harmless), commit and apply are not doubled, and the
+// image arrives intact.
+func TestFlashGarbledAnswers(t *testing.T) {
+	for _, seed := range []uint64{7, 11, 23} {
+		t.Run(fmt.Sprint("seed=", seed), func(t *testing.T) {
+			r := newFlashRig(t, rigOpts{rtu: true, version: "point", sim: modbussim.Options{Seed: seed, Faults: modbussim.Faults{BadCRC: 1.0 / 6}},
+				bus: `"timeout": "300ms", "retries": 6`})
+			if err := r.d.Flash(testContext(t), r.image(t, "4.0.0", modbussim.FirmwareImage("4.0.0", 12_000)), nil); err != nil {
+				t.Fatalf("Flash: %v", err)
+			}
+			st := r.fw(t, 1)
+			if st.Running != "4.0.0" || st.Commits != 1 || st.Applies != 1 || st.BadCRC != 0 {
+				t.Errorf("device: %+v", st)
+			}
+			if st.Blocks-st.Duplicates != (12_000+241)/242 || st.Duplicates == 0 {
+				t.Errorf("%d blocks, %d duplicates: want every block stored once and some resent", st.Blocks, st.Duplicates)
 			}
 		})
 	}
