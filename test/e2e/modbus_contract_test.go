@@ -2,7 +2,10 @@ package e2e
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
+	"os"
 	"path/filepath"
 	"testing"
 
@@ -33,6 +36,15 @@ func TestModbusPluginContract(t *testing.T) {
 		t.Fatal(err)
 	}
 	busJSON, _ := json.Marshal(map[string]any{"mode": "tcp", "address": addr, "timeout": "500ms"})
+	// A firmware image the simulated pump boots (it runs 2.3): the first
+	// run flashes it, the second finds it running and is done at once.
+	img := modbussim.FirmwareImage("2.4", 4096)
+	imgPath := filepath.Join(t.TempDir(), "pump-2.4.bin")
+	if err := os.WriteFile(imgPath, img, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	sum := sha256.Sum256(img)
+	manifest, _ := json.Marshal(map[string]string{"version": "2.4", "sha256": hex.EncodeToString(sum[:])})
 	fx := plugintest.Fixture{
 		Bus:        plugins.BusConfig{Name: "lan", Config: busJSON},
 		Device:     plugins.DeviceConfig{ID: "pump-1", Bus: "lan", Address: 1, Profile: profJSON},
@@ -40,6 +52,7 @@ func TestModbusPluginContract(t *testing.T) {
 		Writes:     []plugins.PointWrite{{Point: "setpoint", Value: plugins.Value{Kind: plugins.KindFloat, Float: 22.5}}},
 		BadBus:     json.RawMessage(`{"mode":"rtu","baud":"fast"}`),
 		BadProfile: json.RawMessage(`{"name":"x","plugin":"modbus","points":[{"name":"a","table":"coils","address":0,"type":"bool"}]}`),
+		Flash:      &plugins.FlashRequest{ImagePath: imgPath, Manifest: manifest},
 	}
 
 	t.Run("in-process", func(t *testing.T) {
