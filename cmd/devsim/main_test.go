@@ -36,7 +36,8 @@ func TestDevsimModbusBinary(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, bin, "modbus", "--profile", pumpProfile,
-		"--tcp", "127.0.0.1:0", "--rtu", "--units", "1-2", "--fault", "unit=2,exception=6", "--log-level", "warn")
+		"--tcp", "127.0.0.1:0", "--rtu", "--units", "1-2", "--fault", "unit=2,exception=6", "--log-level", "warn",
+		"--firmware-version", "7.7.7")
 	stdout, err := cmd.StdoutPipe()
 	if err != nil {
 		t.Fatal(err)
@@ -82,6 +83,10 @@ func TestDevsimModbusBinary(t *testing.T) {
 			{"\x00\x01\x00\x00\x00\x06\x01\x03\x00\x0a\x00\x02", "\x00\x01\x00\x00\x00\x07\x01\x03\x04\x41\xac\x00\x00"},
 			{"\x00\x02\x00\x00\x00\x06\x02\x03\x00\x0a\x00\x02", "\x00\x02\x00\x00\x00\x03\x02\x83\x06"},
 			{"\x00\x03\x00\x00\x00\x06\x07\x03\x00\x0a\x00\x02", "\x00\x03\x00\x00\x00\x03\x07\x83\x0b"},
+			// The pump's firmware version comes from FC 43: --firmware-version.
+			{"\x00\x04\x00\x00\x00\x05\x01\x2b\x0e\x04\x02", "\x00\x04\x00\x00\x00\x0f\x01\x2b\x0e\x04\x82\x00\x00\x01\x02\x057.7.7"},
+			// Firmware status register: idle.
+			{"\x00\x05\x00\x00\x00\x06\x01\x03\x03\xde\x00\x01", "\x00\x05\x00\x00\x00\x05\x01\x03\x02\x00\x00"},
 		} {
 			if _, err := c.Write([]byte(tt.req)); err != nil {
 				t.Fatal(err)
