@@ -195,7 +195,9 @@ func (f *fwUnit) overlay(u *Unit, t Table, addr uint16, out []uint16, now time.T
 	put(Holding, s.ImageSize, u32(f.size))
 	put(Holding, s.CRC, u32(f.crc))
 	put(Holding, s.Control, []uint16{0})
-	put(Holding, s.Block, make([]uint16, s.BlockSize))
+	if s.Transfer != "file_records" {
+		put(Holding, s.Block, make([]uint16, s.BlockSize))
+	}
 	v := &s.Version
 	switch {
 	case v.Point != "":
@@ -223,7 +225,7 @@ func u32(v uint32) []uint16 { return []uint16{uint16(v >> 16), uint16(v)} }
 func (f *fwUnit) write(u *Unit, addr uint16, vals []uint16, now time.Time) ExceptionCode {
 	f.tick(now)
 	s := f.spec
-	if addr == s.Block {
+	if addr == s.Block && s.Transfer != "file_records" {
 		return f.block(vals)
 	}
 	for k, v := range vals {
@@ -261,18 +263,56 @@ func (f *fwUnit) cancel() {
 	}
 }
 
-// block stores one block: [offset hi, offset lo, data...].
+// block stores one block of the window: [offset hi, offset lo, data...].
 func (f *fwUnit) block(vals []uint16) ExceptionCode {
-	switch {
-	case len(vals) < 3 || len(vals) > f.spec.BlockSize:
+	if len(vals) < 3 || len(vals) > f.spec.BlockSize {
 		return IllegalDataValue
+	}
+	off := uint32(vals[0])<<16 | uint32(vals[1])
+	data := make([]byte, 0, 2*(len(vals)-2))
+	for _, v := range vals[2:] {
+		data = binary.BigEndian.AppendUint16(data, v)
+	}
+	return f.store(off, data)
+}
+
+// fileRecord runs an FC 21 request (the data after the function code):
+// each sub-request {06, file, record, length, data} is stored at its byte
+// offset in the image; the answer echoes the request. [V1.1b3 §6.15]
+func (f *fwUnit) fileRecord(req []byte) []byte {
+	d := req[1:]
+	if len(d) < 1 || int(d[0]) != len(d)-1 || d[0] < 0x09 || d[0] > 0xFB {
+		return exceptionPDU(fcWriteFileRecord, IllegalDataValue)
+	}
+	for sub := d[1:]; len(sub) > 0; {
+		if len(sub) < 7 {
+			return exceptionPDU(fcWriteFileRecord, IllegalDataValue)
+		}
+		file, rec, n := be16(sub[1:]), int(be16(sub[3:])), int(be16(sub[5:]))
+		if len(sub) < 7+2*n || n == 0 {
+			return exceptionPDU(fcWriteFileRecord, IllegalDataValue)
+		}
+		if sub[0] != 6 || file < f.spec.File || rec+n > f.spec.Records {
+			return exceptionPDU(fcWriteFileRecord, IllegalDataAddress)
+		}
+		reg := (int(file-f.spec.File)*f.spec.Records + rec)
+		if ex := f.store(uint32(2*reg), sub[7:7+2*n]); ex != 0 {
+			return exceptionPDU(fcWriteFileRecord, ex)
+		}
+		sub = sub[7+2*n:]
+	}
+	return append([]byte(nil), req...)
+}
+
+// store keeps data at byte offset off of the image being received.
+func (f *fwUnit) store(off uint32, data []byte) ExceptionCode {
+	switch {
 	case f.status == fwBusy:
 		return ServerDeviceBusy
 	case f.status != fwReceiving:
 		f.stats.Rejected++
 		return ServerDeviceFailure
 	}
-	off := uint32(vals[0])<<16 | uint32(vals[1])
 	if off > f.held || off >= f.size {
 		f.stats.Rejected++
 		return IllegalDataValue // a gap: the gateway asks the offset and resends
@@ -280,10 +320,6 @@ func (f *fwUnit) block(vals []uint16) ExceptionCode {
 	if f.faults.RejectBlocks && off >= f.faults.RejectFrom {
 		f.stats.Rejected++
 		return ServerDeviceFailure
-	}
-	data := make([]byte, 0, 2*(len(vals)-2))
-	for _, v := range vals[2:] {
-		data = binary.BigEndian.AppendUint16(data, v)
 	}
 	n := min(uint32(len(data)), f.size-off)
 	copy(f.data[off:off+n], data[:n])

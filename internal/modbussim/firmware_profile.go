@@ -12,8 +12,11 @@ import (
 // device's side and docs/firmware.md for the protocol). The simulator
 // serves what the gateway's Modbus plugin drives.
 type FirmwareSpec struct {
-	Block     uint16 // first register of the window: offset (uint32), then data
-	BlockSize int    // registers in the window, 3..123
+	Transfer  string // "registers" (the window) or "file_records" (FC 21)
+	Block     uint16 // registers: first register of the window: offset (uint32), then data
+	BlockSize int    // registers: registers in the window, 3..123
+	File      uint16 // file_records: file of the image's first record
+	Records   int    // file_records: records per file (default 10000)
 	Offset    uint16 // uint32: bytes held in order (read-only)
 	ImageSize uint16 // uint32: length of the image of the next begin
 	CRC       uint16 // uint32: CRC-32 (IEEE) of that image
@@ -71,7 +74,7 @@ func (d *decoder) firmware(p *Profile, n *yaml.Node) {
 	if !d.mapping(n, "firmware") {
 		return
 	}
-	f := &FirmwareSpec{}
+	f := &FirmwareSpec{Transfer: "registers", Records: 10000}
 	seen := map[string]bool{}
 	for _, kv := range pairs(n) {
 		k, v := kv[0].Value, kv[1]
@@ -79,8 +82,24 @@ func (d *decoder) firmware(p *Profile, n *yaml.Node) {
 		seen[k] = true
 		switch k {
 		case "transfer":
-			if s := d.str(v, key); s != "registers" {
-				d.errf(v, key, "transfer %q: the simulator serves registers", s)
+			f.Transfer = d.str(v, key)
+			if f.Transfer != "registers" && f.Transfer != "file_records" {
+				d.errf(v, key, "transfer %q: the simulator serves registers or file_records", f.Transfer)
+			}
+		case "file":
+			if !d.mapping(v, key) {
+				return
+			}
+			for _, fkv := range pairs(v) {
+				switch fkv[0].Value {
+				case "number":
+					f.File = d.uint16v(fkv[1], key+".number")
+				case "records":
+					f.Records = int(d.uint16v(fkv[1], key+".records"))
+				}
+			}
+			if f.File == 0 || f.Records < 1 || f.Records > 10000 {
+				d.errf(v, key, "want number 1..65535 and records 1..10000")
 			}
 		case "block":
 			if !d.mapping(v, key) {
@@ -94,7 +113,7 @@ func (d *decoder) firmware(p *Profile, n *yaml.Node) {
 					f.BlockSize = int(d.uint16v(bkv[1], key+".size"))
 				}
 			}
-			if f.BlockSize < 3 || f.BlockSize > maxWriteRegs || int(f.Block)+f.BlockSize > 65536 {
+			if f.Transfer != "file_records" && (f.BlockSize < 3 || f.BlockSize > maxWriteRegs || int(f.Block)+f.BlockSize > 65536) {
 				d.errf(v, key+".size", "want 3..%d registers within 0..65535", maxWriteRegs)
 			}
 		case "offset":
@@ -111,7 +130,11 @@ func (d *decoder) firmware(p *Profile, n *yaml.Node) {
 			d.firmwareVersion(&f.Version, v, key)
 		}
 	}
-	for _, req := range []string{"block", "offset", "image_size", "crc", "control", "status", "version"} {
+	data := "block"
+	if f.Transfer == "file_records" {
+		data = "file"
+	}
+	for _, req := range []string{data, "offset", "image_size", "crc", "control", "status", "version"} {
 		if !seen[req] {
 			d.errf(n, "firmware."+req, "missing")
 		}
@@ -183,7 +206,11 @@ func (d *decoder) firmwareChecks(p *Profile, n *yaml.Node) error {
 
 // registers lists the holding registers of the transfer as {start, count}.
 func (f *FirmwareSpec) registers() [][2]uint16 {
-	return [][2]uint16{{f.Block, uint16(f.BlockSize)}, {f.Offset, 2}, {f.ImageSize, 2}, {f.CRC, 2}, {f.Control, 1}, {f.Status, 1}}
+	regs := [][2]uint16{{f.Offset, 2}, {f.ImageSize, 2}, {f.CRC, 2}, {f.Control, 1}, {f.Status, 1}}
+	if f.Transfer != "file_records" {
+		regs = append(regs, [2]uint16{f.Block, uint16(f.BlockSize)})
+	}
+	return regs
 }
 
 func (d *decoder) firmwareSim(p *Profile, n *yaml.Node) {

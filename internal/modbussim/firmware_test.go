@@ -1,6 +1,7 @@
 package modbussim
 
 import (
+	"cmp"
 	"encoding/binary"
 	"errors"
 	"hash/crc32"
@@ -306,7 +307,7 @@ func TestParseProfileFirmwareErrors(t *testing.T) {
 		{"no version source", head + "firmware:\n  block: {address: 100, size: 12}\n" + regs + "  version: {type: float}\n", "firmware.version"},
 		{"version point not a string", head + "firmware:\n  block: {address: 100, size: 12}\n" + regs + "  version: {point: v}\n", "firmware.version.point"},
 		{"overlaps a point", head + "firmware:\n  block: {address: 0, size: 12}\n" + regs + "  version: {fc43: true}\n", "firmware"},
-		{"other transfer", head + "firmware:\n  transfer: file_records\n", "firmware.transfer"},
+		{"other transfer", head + "firmware:\n  transfer: xmodem\n", "firmware.transfer"},
 		{"address not a mapping", head + "firmware:\n  status: 10\n", "firmware.status"},
 		{"unknown sim.firmware key", head + "sim:\n  firmware: {versoin: 1}\n", "sim.firmware.versoin"},
 	} {
@@ -317,5 +318,61 @@ func TestParseProfileFirmwareErrors(t *testing.T) {
 				t.Fatalf("err = %v, want one at key %q", err, tc.key)
 			}
 		})
+	}
+}
+
+// fileRecord builds an FC 21 request with one sub-request.
+func fileRecord(ref byte, file, rec uint16, data []byte) []byte {
+	if len(data)%2 == 1 {
+		data = append(data, 0)
+	}
+	pdu := []byte{fcWriteFileRecord, byte(7 + len(data)), ref}
+	pdu = binary.BigEndian.AppendUint16(pdu, file)
+	pdu = binary.BigEndian.AppendUint16(pdu, rec)
+	pdu = binary.BigEndian.AppendUint16(pdu, uint16(len(data)/2))
+	return append(pdu, data...)
+}
+
+// TestFirmwareFileRecords: with transfer file_records the image arrives
+// by FC 21, register i of the image being record i mod records of file
+// number + i div records; the answer echoes the request.
+func TestFirmwareFileRecords(t *testing.T) {
+	r := newFwRig(t, func(s string) string {
+		s = strings.Replace(s, "  transfer: registers", "  transfer: file_records", 1)
+		return strings.Replace(s, "  block:      { address: 1000, size: 123 }", "  file:       { number: 1, records: 100 }", 1)
+	})
+	img := FirmwareImage("5.0.0", 211) // files 1 (records 0..99) and 2 (0..5)
+	crc := crc32.ChecksumIEEE(img)
+	if got := r.call(fileRecord(6, 1, 0, img[:10])); got != "9504" {
+		t.Fatalf("FC 21 while idle: %s", got)
+	}
+	r.begin(img, crc)
+	for _, tc := range []struct {
+		name string
+		req  []byte
+		want string // "" = echo
+	}{
+		{"first records", fileRecord(6, 1, 0, img[:10]), ""},
+		{"reference type 7", fileRecord(7, 1, 5, img[10:20]), "9502"},
+		{"file before the first", fileRecord(6, 0, 5, img[10:20]), "9502"},
+		{"past the file's records", fileRecord(6, 1, 98, img[196:206]), "9502"},
+		{"a gap", fileRecord(6, 1, 10, img[20:30]), "9503"},
+		{"byte count lies", append(fileRecord(6, 1, 5, img[10:20]), 0), "9503"},
+		{"rest of file 1", fileRecord(6, 1, 5, img[10:200]), ""},
+		{"file 2", fileRecord(6, 2, 0, img[200:]), ""},
+		{"the window is not there", unhex(t, "1003E8000306"+"000000000000"), "9002"},
+	} {
+		got := r.call(tc.req)
+		if want := tc.want; want == "" && got != hexs(tc.req) || want != "" && got != want {
+			t.Errorf("%s: got %s, want %s", tc.name, got, cmp.Or(want, "the echo"))
+		}
+	}
+	if r.offset() != 211 || r.control(fwCommit) != "0603DF0002" || r.status() != fwVerified {
+		t.Fatalf("after the records: offset %d, status %d", r.offset(), r.status())
+	}
+	// A unit of the window transfer has no FC 21.
+	w := newFwRig(t, nil)
+	if got := w.call(fileRecord(6, 1, 0, img[:10])); got != "9501" {
+		t.Errorf("FC 21 on a window unit: %s", got)
 	}
 }

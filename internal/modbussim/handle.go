@@ -122,6 +122,13 @@ func (u *Unit) handleLocked(now time.Time, req []byte) []byte {
 		}
 		return regsResponse(fc, regs)
 
+	case fcWriteFileRecord:
+		if u.fw == nil || u.fw.spec.Transfer != "file_records" {
+			return exceptionPDU(fc, IllegalFunction)
+		}
+		u.fw.tick(now)
+		return u.fw.fileRecord(req)
+
 	case fcEncapsulated:
 		if len(d) < 1 || d[0] != meiReadDeviceID {
 			return exceptionPDU(fc, IllegalFunction)

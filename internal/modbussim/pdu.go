@@ -15,6 +15,7 @@ const (
 	fcWriteSingleReg     = 0x06
 	fcWriteMultipleCoils = 0x0F
 	fcWriteMultipleRegs  = 0x10
+	fcWriteFileRecord    = 0x15
 	fcReadWriteRegs      = 0x17
 	fcEncapsulated       = 0x2B
 	meiReadDeviceID      = 0x0E

@@ -17,9 +17,14 @@ const (
 	// and CRC registers; docs/firmware.md ("Modbus devices") is the
 	// protocol a device implements.
 	TransferRegisters = "registers"
+	// TransferFileRecords moves the image with FC 21 (Write File Record):
+	// image register i (bytes 2i, 2i+1) is record i mod records of file
+	// first + i div records. The control, status and other registers are
+	// the register transfer's.
+	TransferFileRecords = "file_records"
 )
 
-var transfers = []string{TransferRegisters}
+var transfers = []string{TransferRegisters, TransferFileRecords}
 
 // Version formats of firmware.version read from registers.
 const (
@@ -37,6 +42,11 @@ const (
 	// offset of the data in the image, a uint32.
 	blockHeader  = 2
 	minBlockSize = blockHeader + 1
+	// FC 21 limits (Modbus Application Protocol V1.1b3, 6.15): a request
+	// carries at most 251 bytes after its byte count, 7 of them the
+	// sub-request header, so 122 registers; records 0..9999 per file.
+	MaxFileRecordRegisters = 122
+	MaxFileRecords         = 10000
 )
 
 // FirmwareSpec is a profile's firmware section: where the device takes a
@@ -45,8 +55,10 @@ const (
 // first.
 type FirmwareSpec struct {
 	Transfer      string
-	BlockAddress  int // the window: blockHeader offset registers, then data
-	BlockSize     int // registers in the window, minBlockSize..MaxWriteRegisters
+	BlockAddress  int // registers: the window (blockHeader offset registers, then data)
+	BlockSize     int // registers: in the window, minBlockSize..MaxWriteRegisters; file_records: data registers per FC 21
+	File          int // file_records: file number of the image's first record, 1..65535
+	FileRecords   int // file_records: records (registers) per file, 1..MaxFileRecords
 	Offset        int // uint32, read: bytes of the image the device holds in order
 	ImageSize     int // uint32, written before begin: the image's length in bytes
 	CRC           int // uint32, written before begin: CRC-32 (IEEE) of the image
@@ -60,7 +72,12 @@ type FirmwareSpec struct {
 }
 
 // DataBytes is how many image bytes one block carries.
-func (f *FirmwareSpec) DataBytes() int { return 2 * (f.BlockSize - blockHeader) }
+func (f *FirmwareSpec) DataBytes() int {
+	if f.Transfer == TransferFileRecords {
+		return 2 * f.BlockSize
+	}
+	return 2 * (f.BlockSize - blockHeader)
+}
 
 // VersionSpec says where the device's running firmware version is read:
 // exactly one of FC43 (object 0x02 MajorMinorRevision), Point (a point of
@@ -87,8 +104,9 @@ func (v *VersionSpec) registers() (start, n int, ok bool) {
 }
 
 var (
-	firmwareKeys = []string{"transfer", "block", "offset", "image_size", "crc", "control", "status", "version",
+	firmwareKeys = []string{"transfer", "block", "file", "offset", "image_size", "crc", "control", "status", "version",
 		"busy_timeout", "reboot_timeout"}
+	fileKeys     = []string{"number", "records"}
 	blockKeys    = []string{"address", "size"}
 	registerKeys = []string{"address"}
 	versionKeys  = []string{"fc43", "point", "table", "address", "type", "length"}
@@ -118,7 +136,7 @@ func decodeFirmware(raw json.RawMessage, errs *[]plugins.FieldError) *FirmwareSp
 		return nil // reported; nothing to check against the rest
 	}
 	for _, k := range o.Keys() {
-		f.given[k] = true
+		f.given[k] = o.Has(k) // null is missing
 	}
 	if !o.OneOf("transfer", &f.Transfer, transfers...) && o.OK() && !o.Has("transfer") {
 		o.Add("transfer", "missing (want one of %v)", transfers)
@@ -128,6 +146,13 @@ func decodeFirmware(raw json.RawMessage, errs *[]plugins.FieldError) *FirmwareSp
 		b.Int("address", &f.BlockAddress)
 		b.Int("size", &f.BlockSize)
 		b.Done(blockKeys)
+	}
+	f.FileRecords = MaxFileRecords
+	if v, ok := o.Raw("file"); ok {
+		fo := jsonfields.Open(v, "firmware.file", errs)
+		fo.Int("number", &f.File)
+		fo.Int("records", &f.FileRecords)
+		fo.Done(fileKeys)
 	}
 	for _, r := range f.registerList() {
 		*r.dst = -1
@@ -159,6 +184,9 @@ func decodeFirmware(raw json.RawMessage, errs *[]plugins.FieldError) *FirmwareSp
 		o.Add("reboot_timeout", "must be more than 0")
 	}
 	o.Done(firmwareKeys)
+	if f.Transfer == TransferFileRecords && f.BlockSize == 0 {
+		f.BlockSize = MaxFileRecordRegisters // block is optional there
+	}
 	return f
 }
 
@@ -172,6 +200,9 @@ func validateFirmware(p *Profile, add func(path, f string, a ...any)) {
 		from, to int // inclusive
 	}
 	var spans []span
+	if f.Transfer == TransferFileRecords {
+		validateFileRecords(f, add)
+	}
 	inRange := func(key string, addr, n int) bool {
 		switch {
 		case addr == -1 && (f.given[key+".address"] || (key == "block" && f.given[key])):
@@ -188,6 +219,8 @@ func validateFirmware(p *Profile, add func(path, f string, a ...any)) {
 		return false
 	}
 	switch {
+	case f.Transfer == TransferFileRecords:
+		// No window: blocks are FC 21 writes (validateFileRecords).
 	case f.BlockSize == 0 && f.BlockAddress == -1:
 		if !f.given["block"] {
 			add("firmware.block", "missing (want {address, size})")
@@ -228,6 +261,26 @@ func validateFirmware(p *Profile, add func(path, f string, a ...any)) {
 		}
 	}
 	validateVersion(p, add)
+}
+
+// validateFileRecords checks the FC 21 keys: a file, the records per
+// file, the records per request, and no window address.
+func validateFileRecords(f *FirmwareSpec, add func(path, f string, a ...any)) {
+	switch {
+	case !f.given["file"]:
+		add("firmware.file", "missing (want {number} for transfer file_records)")
+	case f.File < 1 || f.File > 0xFFFF:
+		add("firmware.file.number", "%d out of range 1..65535", f.File)
+	}
+	if f.FileRecords < 1 || f.FileRecords > MaxFileRecords {
+		add("firmware.file.records", "%d out of range 1..%d (records per file)", f.FileRecords, MaxFileRecords)
+	}
+	if f.BlockAddress != -1 {
+		add("firmware.block.address", "only for transfer registers (file_records writes files, not a window)")
+	}
+	if f.BlockSize < 1 || f.BlockSize > MaxFileRecordRegisters {
+		add("firmware.block.size", "%d out of range 1..%d (registers per FC 21 request)", f.BlockSize, MaxFileRecordRegisters)
+	}
 }
 
 func validateVersion(p *Profile, add func(path, f string, a ...any)) {

@@ -100,6 +100,12 @@ func (d *Driver) Flash(ctx context.Context, req plugins.FlashRequest, progress f
 	if err != nil {
 		return err
 	}
+	if f := dev.profile.Firmware; f.Transfer == TransferFileRecords {
+		if last, _ := fileRecordAt(f, uint32(len(img)-1)); last > 0xFFFF {
+			return plugins.Errorf(plugins.CodeInvalid, "flash %s: an image of %d bytes needs files %d..%d at %d records each; file numbers end at 65535",
+				dev.id, len(img), f.File, last, f.FileRecords)
+		}
+	}
 	if !dev.flashing.CompareAndSwap(false, true) {
 		return plugins.Errorf(plugins.CodeBusy, "flash %s: a flash of this device is already running", dev.id)
 	}
@@ -262,6 +268,10 @@ func (fl *flasher) begin(ctx context.Context) (deviceState, error) {
 // upload sends the image from byte from, one block per FC 16.
 func (fl *flasher) upload(ctx context.Context, from, hint int64) error {
 	total, per := fl.total(), int64(fl.spec.DataBytes())
+	records := fl.spec.Transfer == TransferFileRecords
+	if records {
+		from &^= 1 // records are whole registers: resend the odd byte's register
+	}
 	msg := fmt.Sprintf("version %s, %d bytes in blocks of %d (gateway's resume offset %d; the device's offset decides)", fl.want, total, per, hint)
 	if from > 0 {
 		msg = fmt.Sprintf("resuming at offset %d held by the device; %s", from, msg)
@@ -271,6 +281,10 @@ func (fl *flasher) upload(ctx context.Context, from, hint int64) error {
 	resyncs := 0
 	for off := from; off < total; {
 		n := min(per, total-off)
+		if records { // a request stays within one file
+			_, rec := fileRecordAt(fl.spec, uint32(off))
+			n = min(n, int64(2*(fl.spec.FileRecords-rec)))
+		}
 		err := writeBlock(ctx, fl.dev.client, fl.spec, uint32(off), fl.img[off:off+n])
 		if err != nil {
 			if ctx.Err() != nil {
@@ -284,6 +298,9 @@ func (fl *flasher) upload(ctx context.Context, from, hint int64) error {
 				if serr == nil && st.status == FlashReceiving && fl.holds(st) && int64(st.offset) < off {
 					fl.log.Warn("device offset behind the upload; resending", "sent", off, "device", st.offset)
 					off, resyncs = int64(st.offset), resyncs+1
+					if records {
+						off &^= 1
+					}
 					continue
 				}
 			}

@@ -41,10 +41,14 @@ func TestValidateProfileFirmware(t *testing.T) {
 		"past-the-end.json": {"firmware.block.address: 123 registers from 65500 would run past 65535",
 			"firmware.offset.address: 2 registers from 65535 would run past 65535",
 			"firmware.image_size.address: 70000 out of range 0..65535"},
-		"unknown-keys.json": {`firmware.transfer: unknown value "file_records" (want one of registers)`,
+		"unknown-keys.json": {`firmware.transfer: unknown value "xmodem" (want one of registers, file_records)`,
 			`firmware.blok: unknown key "blok"`, `firmware.offset.table: unknown key "table"`, "firmware.block: missing"},
 		"bad-version-registers.json": {`firmware.version.table: unknown or bit table "coil" (want input or holding)`,
 			`firmware.version.type: unknown type "float" (want one of string, uint16x3)`},
+		"file-records-bad.json": {"firmware.block.address: only for transfer registers",
+			"firmware.block.size: 123 out of range 1..122 (registers per FC 21 request)",
+			"firmware.file.number: 0 out of range 1..65535", "firmware.file.records: 20000 out of range 1..10000"},
+		"file-records-without-file.json":     {"firmware.file: missing (want {number} for transfer file_records)"},
 		"two-version-sources.json":           {"firmware.version: give one of fc43, point, or table/address/type"},
 		"version-point-unknown.json":         {`firmware.version.point: no point named "fw"`},
 		"string-version-without-length.json": {"firmware.version.length: a string version needs length 1..125 (registers), got 0"},
@@ -89,13 +93,11 @@ func TestValidateProfileFirmware(t *testing.T) {
 // and the firmware key.
 func TestValidateProfileFirmwareGood(t *testing.T) {
 	for src := range versionSources {
-		raw, err := os.ReadFile("testdata/firmware/pump.yaml")
-		if err != nil {
-			t.Fatal(err)
-		}
-		prof := deviceProfileJSON(t, []byte(strings.Replace(string(raw), "version:    VERSION", "version:    "+versionSources[src], 1)))
-		if errs := ValidateProfile(prof); errs != nil {
-			t.Errorf("version %s: %v", src, errs)
+		for _, records := range []bool{false, true} {
+			r := newFlashRig(t, rigOpts{version: src, records: records})
+			if errs := ValidateProfile(r.prof); errs != nil {
+				t.Errorf("version %s, file records %v: %v", src, records, errs)
+			}
 		}
 	}
 	for _, f := range []string{"../../configs/devsim/demo-pump.yaml", "../../configs/profiles/acme-pump.yaml"} {

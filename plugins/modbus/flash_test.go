@@ -40,6 +40,7 @@ type flashRig struct {
 
 type rigOpts struct {
 	version string // key of versionSources; default fc43
+	records bool   // transfer file_records (FC 21, 1000 records a file) instead of the window
 	rtu     bool
 	units   []byte // default {1}; device "pump-N" per unit
 	sim     modbussim.Options
@@ -59,6 +60,10 @@ func newFlashRig(t testing.TB, o rigOpts) *flashRig {
 		t.Fatal(err)
 	}
 	src := strings.Replace(string(raw), "version:    VERSION", "version:    "+versionSources[o.version], 1)
+	if o.records {
+		src = strings.Replace(src, "  transfer: registers", "  transfer: file_records", 1)
+		src = strings.Replace(src, "  block:      { address: 1000, size: 123 }", "  file:       { number: 3, records: 1000 }", 1)
+	}
 	dir := t.TempDir()
 	path := filepath.Join(dir, "pump.yaml")
 	if err := os.WriteFile(path, []byte(src), 0o644); err != nil {
@@ -203,6 +208,21 @@ func (e *events) first(phase string) (plugins.FlashEvent, bool) {
 	return plugins.FlashEvent{}, false
 }
 
+// blockCount is how many requests upload the image from byte from: 242-byte
+// window blocks, or FC 21 requests of 122 registers that stop at each
+// 1000-record file's end.
+func blockCount(records bool, from, size int) int {
+	n := 0
+	for off := from; off < size; n++ {
+		step := min(242, size-off)
+		if records {
+			step = min(244, size-off, 2*(1000-(off/2)%1000))
+		}
+		off += step
+	}
+	return n
+}
+
 var fullPhases = []string{PhaseUploading, PhaseVerifying, PhaseApplying, PhaseRebooting, PhaseConfirming, PhaseDone}
 
 // TestFlash flashes a new version over TCP and RTU, with each version
@@ -213,17 +233,20 @@ func TestFlash(t *testing.T) {
 		name    string
 		version string
 		rtu     bool
+		records bool
 		size    int
 	}{
-		{"tcp/fc43", "fc43", false, 64 << 10},
-		{"tcp/point", "point", false, 10_001},
-		{"tcp/string", "string", false, 5000},
-		{"tcp/uint16x3", "uint16x3", false, 4097},
-		{"rtu/fc43", "fc43", true, 20_000},
-		{"rtu/point-odd-size", "point", true, 243},
+		{"tcp/fc43", "fc43", false, false, 64 << 10},
+		{"tcp/point", "point", false, false, 10_001},
+		{"tcp/string", "string", false, false, 5000},
+		{"tcp/uint16x3", "uint16x3", false, false, 4097},
+		{"rtu/fc43", "fc43", true, false, 20_000},
+		{"rtu/point-odd-size", "point", true, false, 243},
+		{"tcp/file-records", "fc43", false, true, 64 << 10},
+		{"rtu/file-records-odd-size", "string", true, true, 6001},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			r := newFlashRig(t, rigOpts{version: tc.version, rtu: tc.rtu})
+			r := newFlashRig(t, rigOpts{version: tc.version, rtu: tc.rtu, records: tc.records})
 			req := r.image(t, "1.2.0", modbussim.FirmwareImage("1.2.0", tc.size))
 			var ev events
 			if err := r.d.Flash(testContext(t), req, ev.add); err != nil {
@@ -250,10 +273,10 @@ func TestFlash(t *testing.T) {
 				t.Errorf("%d upload events, want at most 102", ups)
 			}
 			st := r.fw(t, 1)
-			blocks := (tc.size + 241) / 242
-			if st.Running != "1.2.0" || st.Begins != 1 || st.Blocks != blocks || st.Duplicates != 0 || st.BlockBytes != int64(tc.size) ||
+			nb := blockCount(tc.records, 0, tc.size)
+			if st.Running != "1.2.0" || st.Begins != 1 || st.Blocks != nb || st.Duplicates != 0 || st.BlockBytes != int64(tc.size) ||
 				st.Commits != 1 || st.Applies != 1 || st.Rollbacks != 0 {
-				t.Errorf("device after flash: %+v, want 1.2.0 after 1 begin, %d blocks", st, blocks)
+				t.Errorf("device after flash: %+v, want 1.2.0 after 1 begin, %d blocks", st, nb)
 			}
 			if tc.version == "fc43" {
 				id, err := r.d.Identify(testContext(t), "pump-1")
@@ -270,9 +293,9 @@ func TestFlash(t *testing.T) {
 // at the offset the device holds, send each remaining byte once, and end
 // with the device running the new version.
 func TestFlashResume(t *testing.T) {
-	for _, rtu := range []bool{false, true} {
-		t.Run(fmt.Sprintf("rtu=%v", rtu), func(t *testing.T) {
-			r := newFlashRig(t, rigOpts{rtu: rtu})
+	for _, tc := range []struct{ rtu, records bool }{{false, false}, {true, false}, {false, true}} {
+		t.Run(fmt.Sprintf("rtu=%v/file_records=%v", tc.rtu, tc.records), func(t *testing.T) {
+			r := newFlashRig(t, rigOpts{rtu: tc.rtu, records: tc.records})
 			const size = 30_000
 			req := r.image(t, "1.3.0", modbussim.FirmwareImage("1.3.0", size))
 			ctx, cancel := context.WithCancel(testContext(t))
@@ -296,7 +319,7 @@ func TestFlashResume(t *testing.T) {
 			}
 			after := r.fw(t, 1)
 			left := size - int(before.Offset)
-			if got, want := after.Blocks-before.Blocks, (left+241)/242; got != want {
+			if got, want := after.Blocks-before.Blocks, blockCount(tc.records, int(before.Offset), size); got != want {
 				t.Errorf("second run sent %d blocks, want %d (from the device's offset %d)", got, want, before.Offset)
 			}
 			if after.BlockBytes-before.BlockBytes != int64(left) || after.Duplicates != before.Duplicates || after.Begins != 1 {

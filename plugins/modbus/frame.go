@@ -16,6 +16,8 @@ const (
 	fcWriteSingleReg     = 0x06
 	fcWriteMultipleCoils = 0x0F
 	fcWriteMultipleRegs  = 0x10
+	fcReadFileRecord     = 0x14
+	fcWriteFileRecord    = 0x15
 	fcMaskWrite          = 0x16
 	fcReadWriteRegs      = 0x17
 	fcEncapsulated       = 0x2B // MEI transport; 0x0E = Read Device Identification
@@ -101,7 +103,7 @@ func truncate(b []byte) []byte {
 // > len(got)). trailer is 2 for RTU (CRC).
 //
 // Lengths by function (Modbus Application Protocol V1.1b3, 6.x):
-// exception 3+trailer; FC 1/2/3/4/23: 3+byte count+trailer; FC 5/6/15/16:
+// exception 3+trailer; FC 1/2/3/4/20/21/23: 3+byte count+trailer; FC 5/6/15/16:
 // 6+trailer; FC 22: 8+trailer; FC 43/14: parsed object by object.
 func responseLength(req, got []byte, trailer int) (int, error) {
 	if len(got) < 2 {
@@ -119,7 +121,7 @@ func responseLength(req, got []byte, trailer int) (int, error) {
 		return 0, fmt.Errorf("%w: reply has function %d to a request with function %d", ErrBadFrame, got[1], fc)
 	}
 	switch fc {
-	case fcReadCoils, fcReadDiscrete, fcReadHolding, fcReadInput, fcReadWriteRegs:
+	case fcReadCoils, fcReadDiscrete, fcReadHolding, fcReadInput, fcReadWriteRegs, fcReadFileRecord, fcWriteFileRecord:
 		if len(got) < 3 {
 			return 3, nil
 		}
