@@ -10,16 +10,25 @@ import (
 )
 
 // flashWireTime is the physical lower bound of uploading size bytes in
-// blocks of f on an RTU line: per block, the FC 16 request (9 + 2N bytes
-// for N registers: 2 of offset, the data) and its 8-byte answer at
-// charTime each, and two t3.5 gaps (before the answer, before the next
-// request); no device latency (shared/notes/modbus.md, B1 and B4).
+// blocks of f on an RTU line: per block, the request and its answer at
+// charTime a byte, and two t3.5 gaps (before the answer, before the next
+// request); no device latency (shared/notes/modbus.md, B1, B3 and B4).
+// Window: the FC 16 request is 9 + 2N bytes for N registers (2 of offset,
+// then data), the answer 8. File records: the FC 21 request is 12 + 2N
+// (address, function, byte count, the 7-byte sub-request header, data,
+// CRC), and the answer echoes it.
 func flashWireTime(size int, f *FirmwareSpec, b *Bus) time.Duration {
 	var total time.Duration
-	for off := 0; off < size; off += f.DataBytes() {
+	for off := 0; off < size; {
 		n := min(f.DataBytes(), size-off)
-		regs := blockHeader + (n+1)/2
-		total += time.Duration(9+2*regs+8)*b.charTime() + 2*b.interFrameGap()
+		frames := 9 + 2*(blockHeader+(n+1)/2) + 8
+		if f.Transfer == TransferFileRecords {
+			_, rec := fileRecordAt(f, uint32(off))
+			n = min(n, 2*(f.FileRecords-rec))
+			frames = 2 * (12 + 2*((n+1)/2))
+		}
+		total += time.Duration(frames)*b.charTime() + 2*b.interFrameGap()
+		off += n
 	}
 	return total
 }
@@ -27,19 +36,20 @@ func flashWireTime(size int, f *FirmwareSpec, b *Bus) time.Duration {
 // BenchmarkModbusFlash flashes a 64 KiB image into a simulated device:
 // over Modbus TCP on loopback, and over RTU at 115200 baud 8E1 on the
 // simulator's pty, the simulator pacing each answer by the wire time of
-// the request and the answer plus t3.5, as a real line would. Blocks are
-// 123 registers (242 bytes of image). upload-B/s is the upload phase
+// the request and the answer plus t3.5, as a real line would. Window
+// blocks are 123 registers (242 bytes of image); FC 21 requests 122
+// registers (244 bytes) in files of 10,000 records. upload-B/s is the upload phase
 // alone (first uploading event to verifying); s/flash the whole call
 // (state reads, begin, commit, apply, the device's 10 ms reboot, the
 // version check). wire-B/s is flashWireTime's limit for RTU.
 func BenchmarkModbusFlash(b *testing.B) {
 	const size = 64 << 10
 	for _, tc := range []struct {
-		name string
-		rtu  bool
-	}{{"tcp", false}, {"rtu-115200", true}} {
+		name         string
+		rtu, records bool
+	}{{"tcp/window", false, false}, {"tcp/fc21", false, true}, {"rtu-115200/window", true, false}, {"rtu-115200/fc21", true, true}} {
 		b.Run(tc.name, func(b *testing.B) {
-			o := rigOpts{rtu: tc.rtu, sim: modbussim.Options{FirmwareBoot: 10 * time.Millisecond}}
+			o := rigOpts{rtu: tc.rtu, records: tc.records, perFile: MaxFileRecords, sim: modbussim.Options{FirmwareBoot: 10 * time.Millisecond}}
 			if tc.rtu {
 				o.sim.Baud, o.sim.Pace = 115200, true
 				o.bus = `"timeout": "500ms", "retries": 1`

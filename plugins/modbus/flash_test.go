@@ -1,6 +1,7 @@
 package modbus
 
 import (
+	"cmp"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
@@ -40,7 +41,8 @@ type flashRig struct {
 
 type rigOpts struct {
 	version string // key of versionSources; default fc43
-	records bool   // transfer file_records (FC 21, 1000 records a file) instead of the window
+	records bool   // transfer file_records (FC 21) instead of the window
+	perFile int    // records a file with records; default 1000
 	rtu     bool
 	units   []byte // default {1}; device "pump-N" per unit
 	sim     modbussim.Options
@@ -62,7 +64,8 @@ func newFlashRig(t testing.TB, o rigOpts) *flashRig {
 	src := strings.Replace(string(raw), "version:    VERSION", "version:    "+versionSources[o.version], 1)
 	if o.records {
 		src = strings.Replace(src, "  transfer: registers", "  transfer: file_records", 1)
-		src = strings.Replace(src, "  block:      { address: 1000, size: 123 }", "  file:       { number: 3, records: 1000 }", 1)
+		src = strings.Replace(src, "  block:      { address: 1000, size: 123 }",
+			fmt.Sprintf("  file:       { number: 3, records: %d }", cmp.Or(o.perFile, 1000)), 1)
 	}
 	dir := t.TempDir()
 	path := filepath.Join(dir, "pump.yaml")
