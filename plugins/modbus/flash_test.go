@@ -537,3 +537,38 @@ func TestFlashGarbledAnswers(t *testing.T) {
 		})
 	}
 }
+
+// TestFlashCutBetweenSteps ends the gateway's context as a step begins
+// (before commit, before apply); Flash again picks up at that step: no
+// block is sent again, the transfer is not begun anew, and a verified
+// image is not committed twice.
+func TestFlashCutBetweenSteps(t *testing.T) {
+	for _, phase := range []string{PhaseVerifying, PhaseApplying} {
+		t.Run(phase, func(t *testing.T) {
+			r := newFlashRig(t, rigOpts{})
+			req := r.image(t, "6.0.0", modbussim.FirmwareImage("6.0.0", 5000))
+			ctx, cancel := context.WithCancel(testContext(t))
+			err := r.d.Flash(ctx, req, func(ev plugins.FlashEvent) {
+				if ev.Phase == phase {
+					cancel()
+				}
+			})
+			cancel()
+			if err == nil {
+				t.Fatal("cut Flash succeeded")
+			}
+			before := r.fw(t, 1)
+			var ev events
+			if err := r.d.Flash(testContext(t), req, ev.add); err != nil {
+				t.Fatalf("second Flash: %v", err)
+			}
+			after := r.fw(t, 1)
+			if after.Running != "6.0.0" || after.Blocks != before.Blocks || after.Begins != 1 || after.Commits != 1 || after.Applies != 1 {
+				t.Errorf("after the second run: %+v (before it: %+v)", after, before)
+			}
+			if ev.last().Phase != PhaseDone {
+				t.Errorf("last event %+v", ev.last())
+			}
+		})
+	}
+}
