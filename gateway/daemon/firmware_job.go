@@ -91,9 +91,9 @@ func (e jobExecutor) executeFirmware(ctx context.Context, j jobs.Job, progress f
 	}
 	img, err := d.fw.cache.Get(s.File.SHA256)
 	if errors.Is(err, firmware.ErrNotCached) {
-		src, err := d.fw.source(p.URL, j.Device)
-		if err != nil {
-			return end(err, false)
+		src, serr := d.fw.source(p.URL, j.Device)
+		if serr != nil {
+			return end(serr, false)
 		}
 		r.to(firmware.StatusDownloading, "downloading "+s.File.Name)
 		dl := d.fw.downloader(d, j.Device, func(done, total int64) { r.percent(firmware.Percent(done, total)) })
