@@ -3,7 +3,9 @@ package modbussim
 import (
 	"bytes"
 	"encoding/binary"
+	"fmt"
 	"hash/crc32"
+	"log/slog"
 	"math/rand/v2"
 	"strconv"
 	"strings"
@@ -106,6 +108,7 @@ type FirmwareStats struct {
 type fwUnit struct {
 	spec   *FirmwareSpec
 	cfg    FirmwareSim
+	log    *slog.Logger
 	faults FirmwareFaults
 	stats  FirmwareStats
 
@@ -121,9 +124,12 @@ type fwUnit struct {
 	pendBad   bool      // the applied image fails to boot
 }
 
-func newFwUnit(spec *FirmwareSpec, cfg FirmwareSim) *fwUnit {
-	return &fwUnit{spec: spec, cfg: cfg, running: cfg.Version}
+func newFwUnit(spec *FirmwareSpec, cfg FirmwareSim, log *slog.Logger) *fwUnit {
+	return &fwUnit{spec: spec, cfg: cfg, running: cfg.Version, log: log}
 }
+
+var fwStatusNames = map[uint16]string{fwIdle: "idle", fwReceiving: "receiving", fwVerifying: "verifying",
+	fwVerified: "verified", fwBadCRC: "bad CRC", fwBusy: "busy", fwInvalid: "invalid image", fwApplying: "applying"}
 
 // tick moves time-driven states on: busy and verifying end, a reboot ends.
 func (f *fwUnit) tick(now time.Time) {
@@ -133,8 +139,10 @@ func (f *fwUnit) tick(now time.Time) {
 	if f.status == fwApplying && !now.Before(f.bootAt) {
 		if f.pendBad {
 			f.stats.Rollbacks++ // the bootloader went back to the old image
+			f.log.Info("modbussim firmware failed to boot; rolled back", "version", f.running)
 		} else {
 			f.running = f.pending
+			f.log.Info("modbussim firmware booted", "version", f.running)
 		}
 		f.reset()
 	}
@@ -342,6 +350,7 @@ func (f *fwUnit) command(u *Unit, cmd uint16, now time.Time) ExceptionCode {
 			return IllegalDataValue
 		}
 		f.stats.Begins++
+		f.log.Info("modbussim firmware transfer begun", "size", f.size, "crc", fmt.Sprintf("%08x", f.crc))
 		f.data, f.held = make([]byte, f.size), 0
 		f.busy(now, f.cfg.EraseTime, fwBusy, fwReceiving)
 	case fwCommit:
@@ -364,12 +373,14 @@ func (f *fwUnit) command(u *Unit, cmd uint16, now time.Time) ExceptionCode {
 		if result != fwVerified {
 			f.data, f.held = nil, 0 // discarded: nothing of it is ever applied
 		}
+		f.log.Info("modbussim firmware checked", "result", fwStatusNames[result])
 		f.busy(now, f.cfg.VerifyTime, fwVerifying, result)
 	case fwApply:
 		if f.status != fwVerified {
 			return ServerDeviceFailure
 		}
 		f.stats.Applies++
+		f.log.Info("modbussim firmware applied; rebooting", "boot_time", f.cfg.BootTime)
 		f.status = fwApplying
 		f.bootAt = now.Add(f.cfg.BootTime)
 		u.restartLocked(now, f.cfg.BootTime)

@@ -63,7 +63,7 @@ func newUnit(s *Sim, id byte, now time.Time) *Unit {
 		u.walks[i] = walk{value: clampTo(p.Sim, p.Sim.Value), at: now}
 	}
 	if s.profile.Firmware != nil {
-		u.fw = newFwUnit(s.profile.Firmware, s.fwCfg)
+		u.fw = newFwUnit(s.profile.Firmware, s.fwCfg, s.log.With("unit", id))
 	}
 	return u
 }
