@@ -13,7 +13,10 @@
 //   - transport_serial.go: Drover's own RTU/ASCII transporter for
 //     goburrow/modbus over tarm/serial (exact-length reads, t3.5, flush);
 //   - client.go: one bus link (serial or TCP), retries and error mapping;
-//   - driver.go, manage.go: the plugins.Plugin implementation.
+//   - driver.go, manage.go: the plugins.Plugin implementation;
+//   - firmware_profile.go, flash.go, flash_regs.go: the profile's firmware
+//     section and Flash over a register window (FC 16) or file records
+//     (FC 21), resumed from the device's offset (docs/firmware.md).
 //
 // goburrow/modbus types stay inside this package; callers see plugins types.
 package modbus
