@@ -18,9 +18,9 @@ const (
 	// protocol a device implements.
 	TransferRegisters = "registers"
 	// TransferFileRecords moves the image with FC 21 (Write File Record):
-	// image register i (bytes 2i, 2i+1) is record i mod records of file
-	// first + i div records. The control, status and other registers are
-	// the register transfer's.
+	// image register i (bytes 2i, 2i+1) is record i mod file.records of
+	// file file.number + i div file.records. The control, status and other
+	// registers are the register transfer's.
 	TransferFileRecords = "file_records"
 )
 
