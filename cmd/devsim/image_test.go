@@ -8,6 +8,7 @@ import (
 	"testing"
 
 	"github.com/drover-iot/drover/internal/mcuboot"
+	"github.com/drover-iot/drover/internal/modbussim"
 	"github.com/drover-iot/drover/internal/smpsim"
 )
 
@@ -43,6 +44,19 @@ func TestImageCommand(t *testing.T) {
 	if !bytes.Contains(b, []byte(smpsim.BadImageMarker)) {
 		t.Error("--fail-boot image lacks the simulator's crash marker")
 	}
+	pump := filepath.Join(dir, "pump.bin")
+	if err := run("--format", "modbus", "--version", "2.4", "--size", "500", "-o", pump); err != nil {
+		t.Fatal(err)
+	}
+	if b, _ = os.ReadFile(pump); !bytes.HasPrefix(b, []byte(modbussim.ImageMagic+"2.4\n")) || len(b) != 500 {
+		t.Errorf("modbus image starts %q, %d bytes", b[:min(len(b), 16)], len(b))
+	}
+	if err := run("--format", "modbus", "--version", "2.5", "--size", "500", "--fail-boot", "-o", pump); err != nil {
+		t.Fatal(err)
+	}
+	if b, _ = os.ReadFile(pump); !bytes.HasPrefix(b, []byte(modbussim.BadBootMagic)) {
+		t.Errorf("--fail-boot modbus image starts %q", b[:16])
+	}
 	for _, c := range []struct {
 		args []string
 		want string
@@ -50,6 +64,10 @@ func TestImageCommand(t *testing.T) {
 		{[]string{"--version", "one", "-o", good}, "--version"},
 		{[]string{"--version", "1.0.0", "--size", "0", "-o", good}, "--size"},
 		{[]string{"--version", "1.0.0"}, "-o"},
+		{[]string{"--format", "hex", "--version", "1.0.0", "-o", good}, "--format"},
+		{[]string{"--format", "modbus", "--version", "a b", "-o", good}, "--version"},
+		{[]string{"--format", "hex", "--version", "1.0.0", "-o", good}, "--format"},
+		{[]string{"--format", "modbus", "--version", "a b", "-o", good}, "--version"},
 		{[]string{"--version", "1.0.0", "-o", filepath.Join(dir, "no", "such", "dir")}, "write image"},
 	} {
 		if err := run(c.args...); err == nil || !strings.Contains(err.Error(), c.want) {

@@ -149,6 +149,15 @@ Firmware update of mcu-1 (images signed with the demo's key; docs/firmware.md):
   bin/droverctl firmware status --version 1.1.0
   (bin/devsim image --version 1.2.0 --fail-boot … makes one that fails to boot and is rolled back)
 
+Firmware update of pump-1 (Modbus register window; the demo pump always runs, so its
+in-use rule holds the deployment until a forced call takes it on):
+  bin/devsim image --format modbus --version 2.4 -o demo-data/pump-2.4.bin
+  bin/droverctl firmware upload demo-data/pump-2.4.bin --version 2.4 --manufacturer Acme --model AP-100-EU --key configs/demo/firmware-demo.key
+  bin/droverctl firmware deploy --version 2.4 --model AP-100-EU --query "deviceId = 'pump-1'"
+  bin/drover jobs --device pump-1 -c %s
+  bin/droverctl invoke pump-1 firmwareUpdate '{"version":"2.4","force":true}'
+  bin/droverctl firmware status --version 2.4 --watch
+
 Technician side (works without the hub too):
   bin/drover status -c %s
   bin/drover devices -c %s
@@ -157,7 +166,7 @@ Technician side (works without the hub too):
 
 Live values reach the hub within a few seconds.
 `, hub.mqttAddr, hub.httpsAddr, abs(hubDir), hub.cmd.Process.Pid, abs(rtuLink), abs(mcuLink), demoGateway, cfg.Gateway.LocalAPI,
-		abs(hub.ownerFile), abs(hub.caFile), hub.httpsAddr, cfgPath, cfgPath, cfgPath, cfgPath)
+		abs(hub.ownerFile), abs(hub.caFile), hub.httpsAddr, cfgPath, cfgPath, cfgPath, cfgPath, cfgPath)
 
 	select {
 	case err = <-gwDone:

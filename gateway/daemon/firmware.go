@@ -234,14 +234,15 @@ func (d *Daemon) firmwareMethod(ctx context.Context, device string, payload json
 }
 
 // knownTarget finds the image of version in the device's cached
-// desired.firmware.
+// desired.firmware, with its deployment.
 func (d *Daemon) knownTarget(ctx context.Context, device, version string) (*firmware.Target, error) {
 	t, err := d.cache.Get(ctx, device)
 	if err == nil {
 		if doc, ok := t.Desired["firmware"]; ok {
 			raw, _ := json.Marshal(doc)
+			// The deployment stays: a forced call for a deployment's image
+			// carries that deployment on (its waiting job is superseded).
 			if tg, err := firmware.ParseDesired(raw); err == nil && tg.Manifest.UpdateID.Version == version {
-				tg.Deployment = ""
 				return tg, nil
 			}
 		}

@@ -306,6 +306,9 @@ func (d *Daemon) mirrorFirmwareEnd(j jobs.Job) {
 	if j.Kind != jobs.KindFirmware || !j.State.Final() || j.State == jobs.StateSucceeded || len(j.Result) > 0 {
 		return
 	}
+	if strings.HasPrefix(j.Error, "superseded by ") {
+		return // a newer job of the device carries the update on and reports it
+	}
 	var p firmwarePayload
 	_ = json.Unmarshal(j.Payload, &p)
 	var err error
