@@ -82,14 +82,20 @@ func TestFirmwareFleetRollout(t *testing.T) {
 		started := r.simCount(`smpsim upload started`)
 		// A constant rate of 2 a minute: the first two devices start at
 		// once, the rest wait for the next window, and the abort comes first.
-		out, err := r.droverctl("firmware", "deploy", "--version", bad, "--model", "MCU-1", "--query", "*", "--job-id", "fleet-bad",
-			"--rate", "2/min", "--abort-threshold", "50%", "--abort-min", "2", "--wait")
-		if err == nil || !strings.Contains(out, "at or above the abort threshold of 50%") {
-			t.Fatalf("deploy --wait: %v, want it to fail at the abort threshold:\n%s", err, out)
+		r.mustCtl("firmware", "deploy", "--version", bad, "--model", "MCU-1", "--query", "*", "--job-id", "fleet-bad",
+			"--rate", "2/min", "--abort-threshold", "50%", "--abort-min", "2")
+		var j *serviceclient.Job
+		r.eventually(t, 90*time.Second, "the rollout ends", func() (bool, string) {
+			var err error
+			j, err = r.svc.GetJob(ctx, "fleet-bad")
+			recs, _ := r.svc.DeviceJobs(ctx, "fleet-bad")
+			return err == nil && j.Done(), fmt.Sprintf("job %+v (%v); records %+v; mcu-1 %v; mcu-2 %v", j, err, recs, r.firmware("mcu-1"), r.firmware("mcu-2"))
+		})
+		if j.Status != serviceclient.JobFailed || j.DeviceJobStatistics.FailedCount != n || j.DeviceJobStatistics.CancelledCount != n-2 {
+			t.Fatalf("job %+v: want failed, 2 records failed and the rest cancelled", j)
 		}
-		j, err := r.svc.GetJob(ctx, "fleet-bad")
-		if err != nil || j.Status != serviceclient.JobFailed || j.DeviceJobStatistics.FailedCount != n || j.DeviceJobStatistics.CancelledCount != n-2 {
-			t.Fatalf("job %+v (%v): want failed, 2 records failed and the rest cancelled", j, err)
+		if out := r.mustCtl("job", "show", "fleet-bad"); !strings.Contains(out, "at or above the abort threshold of 50%") {
+			t.Errorf("job show: want the abort's reason:\n%s", out)
 		}
 		recs, err := r.svc.DeviceJobs(ctx, "fleet-bad")
 		if err != nil || len(recs) != n {
