@@ -157,7 +157,9 @@ func (d *Daemon) desiredFirmware(id string, l *link, doc any) {
 	if d.deploymentEnded(id, t) {
 		return
 	}
-	key := "firmware:" + t.Manifest.File.SHA256 + ":" + t.Deployment
+	// The queue's keys are gateway-wide: the device is part of the key, or
+	// every child of one deployment would find the first child's job.
+	key := "firmware:" + id + ":" + t.Manifest.File.SHA256 + ":" + t.Deployment
 	if _, err := d.submitFirmware(id, t, key, jobs.SourceDesired); err != nil {
 		d.log.Warn("queue firmware update", "device", id, "error", err)
 	}

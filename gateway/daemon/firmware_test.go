@@ -249,3 +249,45 @@ func TestFirmwareImageOverCacheBound(t *testing.T) {
 		t.Errorf("%d flashes", n)
 	}
 }
+
+// TestDesiredFirmwareJobPerDevice: one deployment's desired.firmware,
+// delivered to two children of the gateway, queues a job for each (the
+// queue's idempotency keys are gateway-wide), and both are flashed; the
+// same document delivered again queues nothing more.
+func TestDesiredFirmwareJobPerDevice(t *testing.T) {
+	image := []byte("fake firmware image 4.0.0")
+	s, priv := firmwareStack(t, map[string]any{"running": false}, image)
+	var p struct {
+		URL      string          `json:"url"`
+		SHA256   string          `json:"sha256"`
+		Manifest json.RawMessage `json:"manifest"`
+	}
+	if err := json.Unmarshal([]byte(updatePayload(t, priv, "4.0.0", image, false)), &p); err != nil {
+		t.Fatal(err)
+	}
+	doc := map[string]any{"version": "4.0.0", "updateId": map[string]any{"provider": "Drover", "name": "fake", "version": "4.0.0"},
+		"url": p.URL, "sha256": p.SHA256, "size": len(image), "manifest": p.Manifest, "deployment": "fleet-1"}
+	devices := []string{"pump-1", "pump-2"}
+	for _, id := range devices {
+		s.awaitOnline(id)
+		s.reports.Await(t, waitLimit, id+" identified", func(rs []report) bool { return section(rs, id, "device")["model"] == "fake" })
+	}
+	for range 2 {
+		for _, id := range devices {
+			s.d.desiredFirmware(id, s.d.childLink(id), doc)
+		}
+	}
+	for _, id := range devices {
+		js := s.d.jobsOfKind(t, id, jobs.KindFirmware)
+		if len(js) != 1 {
+			t.Fatalf("%s: %d firmware jobs, want 1", id, len(js))
+		}
+		s.awaitJob(js[0].ID, "succeeded", func(j jobs.Job) bool { return j.State == jobs.StateSucceeded })
+		s.awaitFirmware(id+" current", id, func(fw map[string]any) bool {
+			return fw["status"] == "current" && fw["currentVersion"] == "4.0.0" && fw["deployment"] == "fleet-1"
+		})
+	}
+	if got := s.plug.flashes.All(); len(got) != 2 {
+		t.Errorf("flashes %v, want one per device", got)
+	}
+}
