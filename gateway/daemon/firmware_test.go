@@ -8,8 +8,12 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -289,5 +293,43 @@ func TestDesiredFirmwareJobPerDevice(t *testing.T) {
 	}
 	if got := s.plug.flashes.All(); len(got) != 2 {
 		t.Errorf("flashes %v, want one per device", got)
+	}
+}
+
+// TestFirmwareDownloadsUncachedImage: an image the cache does not hold is
+// downloaded from the hub's content path (as the gateway, for the device)
+// and flashed.
+func TestFirmwareDownloadsUncachedImage(t *testing.T) {
+	image := []byte("fake firmware image 5.0.0, served by the hub")
+	s, priv := firmwareStack(t, map[string]any{"running": false}, []byte("another image, cached"))
+	var gets atomic.Int32
+	hub := httptest.NewTLSServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if !strings.HasPrefix(r.URL.Path, "/firmware/content/") || r.URL.Query().Get("deviceId") != "pump-1" {
+			http.NotFound(w, r)
+			return
+		}
+		gets.Add(1)
+		http.ServeContent(w, r, "image", time.Time{}, strings.NewReader(string(image)))
+	}))
+	defer hub.Close()
+	s.d.fw.client, s.d.fw.hubBase = hub.Client(), hub.URL
+	s.d.fw.authorize = func(*http.Request) error { return nil }
+	s.awaitOnline("pump-1")
+	s.reports.Await(t, waitLimit, "pump-1 identified", func(rs []report) bool { return section(rs, "pump-1", "device")["model"] == "fake" })
+
+	st, body := s.method("pump-1", "firmwareUpdate", updatePayload(t, priv, "5.0.0", image, false))
+	id, _ := body["jobId"].(string)
+	if st != 202 || id == "" {
+		t.Fatalf("firmwareUpdate = %d %v", st, body)
+	}
+	j := s.awaitJob(id, "ended", func(j jobs.Job) bool { return j.State.Final() })
+	if j.State != jobs.StateSucceeded {
+		t.Fatalf("job %s/%s: %s", j.State, j.Reason, j.Error)
+	}
+	s.awaitFirmware("current reported", "pump-1", func(fw map[string]any) bool {
+		return fw["status"] == "current" && fw["currentVersion"] == "5.0.0"
+	})
+	if gets.Load() == 0 {
+		t.Error("the image was not downloaded")
 	}
 }
