@@ -148,10 +148,12 @@ func (d *Daemon) desiredFirmware(id string, l *link, doc any) {
 	if err != nil {
 		d.log.Warn("desired.firmware rejected", "device", id, "error", err)
 		var dep struct {
+			Version    any    `json:"version"` // any: a malformed document may have anything here
 			Deployment string `json:"deployment"`
 		}
 		_ = json.Unmarshal(raw, &dep)
-		l.Report(map[string]any{"firmware": failedPatch(err, "", dep.Deployment, d.now())})
+		version, _ := dep.Version.(string)
+		l.Report(map[string]any{"firmware": failedPatch(err, version, dep.Deployment, d.now())})
 		return
 	}
 	if d.deploymentEnded(id, t) {

@@ -292,11 +292,17 @@ func (r *fwReport) fail(err error) map[string]any {
 	return map[string]any{"version": r.version, "result": patch["result"], "reason": patch["reason"]}
 }
 
-// failedPatch is reported.firmware for a failed update.
+// failedPatch is reported.firmware for a failed update. pendingVersion
+// keeps naming the version that failed (null when unknown): it is how
+// `droverctl firmware status` tells a failure of that version from a
+// device not reached yet (docs/firmware.md).
 func failedPatch(err error, version, deployment string, now time.Time) map[string]any {
-	_ = version // the pending version is cleared: nothing is being installed any more
+	var pending any
+	if version != "" {
+		pending = version
+	}
 	return map[string]any{"status": string(firmware.StatusFailed), "result": string(resultOf(err)), "reason": err.Error(),
-		"pendingVersion": nil, "deployment": deployment, "lastUpdate": now.UTC().Format(time.RFC3339)}
+		"pendingVersion": pending, "deployment": deployment, "lastUpdate": now.UTC().Format(time.RFC3339)}
 }
 
 // mirrorFirmwareEnd reports a firmware job that ended without its executor
@@ -320,8 +326,12 @@ func (d *Daemon) mirrorFirmwareEnd(j jobs.Job) {
 	default:
 		err = fwFailure{firmware.ResultInternal, fmt.Errorf("job %s: %s", j.ID, j.Error)}
 	}
+	version := ""
+	if s, perr := firmware.Parse(p.Manifest); perr == nil {
+		version = s.UpdateID.Version
+	}
 	if l := d.childLink(j.Device); l != nil {
-		l.Report(map[string]any{"firmware": failedPatch(err, "", p.Deployment, d.now())})
+		l.Report(map[string]any{"firmware": failedPatch(err, version, p.Deployment, d.now())})
 	}
 }
 

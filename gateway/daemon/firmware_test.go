@@ -333,3 +333,24 @@ func TestFirmwareDownloadsUncachedImage(t *testing.T) {
 		t.Error("the image was not downloaded")
 	}
 }
+
+// TestFailedPatchKeepsVersion: a failure report names the version that
+// failed in pendingVersion (firmware status counts it as that version's
+// failure, not as a device not reached yet), and null when unknown.
+func TestFailedPatchKeepsVersion(t *testing.T) {
+	now := time.Date(2026, 12, 6, 4, 0, 0, 0, time.UTC)
+	for _, c := range []struct {
+		name, version string
+		want          any
+	}{
+		{"known version", "1.2.0", "1.2.0"},
+		{"unreadable desired document", "", nil},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			p := failedPatch(fwFailure{firmware.ResultRolledBack, errors.New("reverted")}, c.version, "dep-1", now)
+			if p["pendingVersion"] != c.want || p["status"] != "failed" || p["result"] != "rolledBack" || p["deployment"] != "dep-1" {
+				t.Errorf("failedPatch(version %q) = %v, want pendingVersion %v", c.version, p, c.want)
+			}
+		})
+	}
+}
