@@ -150,6 +150,7 @@ type fwRig struct {
 	svc     *serviceclient.Client
 	proxy   *countingProxy
 	sim, gw *harness.Proc
+	api     *gwAPI
 	dataDir string
 	key     string
 	devices []string
@@ -195,6 +196,16 @@ func newFwBenchRig(b *testing.B, n int) *fwRig {
 	cfg.Write(b, cfgPath)
 	// Info: the plugin logs each upload's duration ("image uploaded").
 	r.gw = harness.Start(b, harness.Bin(b, "drover"), "run", "-c", cfgPath, "--log-level", "info")
+	r.api = &gwAPI{addr: cfg.LocalAPI, gwID: cfg.ID}
+	poll(b, time.Minute, "gateway local API up", r.gw, func() (bool, string) {
+		tok, err := os.ReadFile(filepath.Join(r.dataDir, "api.token"))
+		if err != nil {
+			return false, err.Error()
+		}
+		r.api.token = strings.TrimSpace(string(tok))
+		_, err = r.api.stats()
+		return err == nil, fmt.Sprint(err)
+	})
 	poll(b, 3*time.Minute, "every MCU reports what it runs", r.gw, func() (bool, string) {
 		c, err := r.count("properties.reported.firmware.currentVersion = '1.0.0'")
 		return err == nil && c == n, fmt.Sprintf("%d of %d (%v)", c, n, err)
@@ -249,7 +260,8 @@ type fwSample struct {
 	gwWrite, plWrite  int64 // /proc/PID/io write_bytes of gateway and plugin
 	down, up, conns   int64 // through the proxy to the hub's HTTPS port
 	gatewayStderrSize int
-	db, wal           int64 // sizes of gateway.db and its WAL
+	db, wal           int64   // sizes of gateway.db and its WAL
+	accepted, merged  float64 // the outbox's counters: messages accepted, reported patches merged
 }
 
 func (r *fwRig) sample() fwSample {
@@ -265,6 +277,11 @@ func (r *fwRig) sample() fwSample {
 	}
 	s.gatewayStderrSize = len(r.gw.Stderr())
 	s.db, s.wal = fileSizes(r.dataDir)
+	st, err := r.api.stats()
+	if err != nil {
+		r.b.Fatal(err)
+	}
+	s.accepted, s.merged = field(st, "outbox", "Accepted"), field(st, "outbox", "Merged")
 	return s
 }
 
@@ -383,7 +400,8 @@ func firmwareRolloutRun(b *testing.B, n, size int) {
 	wait(envDuration("DROVER_BENCH_FW_IDLE", 20*time.Second))
 	idleZ := r.sample()
 	idleRate := float64(idleZ.gwWrite-idleA.gwWrite) / idleZ.at.Sub(idleA.at).Seconds()
-	b.Logf("idle: the gateway process wrote %d B in %.1f s (%.0f B/s) with no rollout", idleZ.gwWrite-idleA.gwWrite, idleZ.at.Sub(idleA.at).Seconds(), idleRate)
+	b.Logf("idle: the gateway process wrote %d B in %.1f s (%.0f B/s) with no rollout; outbox accepted %.0f messages",
+		idleZ.gwWrite-idleA.gwWrite, idleZ.at.Sub(idleA.at).Seconds(), idleRate, idleZ.accepted-idleA.accepted)
 
 	for i, phase := range []struct {
 		name, version string
@@ -414,26 +432,34 @@ func firmwareRolloutRun(b *testing.B, n, size int) {
 			b.Fatal(err)
 		}
 		var recTimes []time.Duration
+		var firstStart, lastStart time.Time
 		for _, d := range recs {
 			s, err1 := time.Parse(time.RFC3339Nano, d.StartTimeUtc)
 			e, err2 := time.Parse(time.RFC3339Nano, d.EndTimeUtc)
 			if err1 == nil && err2 == nil && !e.Before(s) {
 				recTimes = append(recTimes, e.Sub(s))
+				if firstStart.IsZero() || s.Before(firstStart) {
+					firstStart = s
+				}
+				if s.After(lastStart) {
+					lastStart = s
+				}
 			}
 		}
 		records := "n/a (records end once the twin is written)"
 		if i == 0 {
-			records = spread(recTimes)
+			records = fmt.Sprintf("%s, the last started %.1f s after the first", spread(recTimes), lastStart.Sub(firstStart).Seconds())
 		}
 		uploads := r.uploadTimes(a.gatewayStderrSize)
 		cache := cacheFiles(r.dataDir)
 		written := z.gwWrite - a.gwWrite
 		b.Logf("%s, %d devices: all current %.1f s after the deploy command (%.2f× the one-device limit %.1f s); uploads (plugin) %s; job records (hub) %s; "+
 			"downloaded from the hub's HTTPS port %d B over %d connections (image %d B: %.3f×), sent %d B; "+
-			"gateway process wrote %d B (%.0f B per device flashed; %.0f B per device beyond the idle rate), plugin %d B; gateway.db %d→%d B, WAL %d→%d B; firmware cache %v",
+			"gateway process wrote %d B (%.0f B per device flashed; %.0f B per device beyond the idle rate), plugin %d B; outbox accepted %.0f messages (%.0f reported patches merged): %.1f per device; gateway.db %d→%d B, WAL %d→%d B; firmware cache %v",
 			phase.name, n, wall.Seconds(), wall.Seconds()/limit, limit, spread(uploads), records,
 			z.down-a.down, z.conns-a.conns, size, float64(z.down-a.down)/float64(size), z.up-a.up,
-			written, float64(written)/float64(n), (float64(written)-idleRate*wall.Seconds())/float64(n), z.plWrite-a.plWrite, a.db, z.db, a.wal, z.wal, cache)
+			written, float64(written)/float64(n), (float64(written)-idleRate*wall.Seconds())/float64(n), z.plWrite-a.plWrite,
+			z.accepted-a.accepted, z.merged-a.merged, (z.accepted-a.accepted)/float64(n), a.db, z.db, a.wal, z.wal, cache)
 		b.ReportMetric(wall.Seconds(), phase.name+"-s")
 		b.ReportMetric(float64(z.down-a.down), phase.name+"-downloadB")
 		b.ReportMetric(float64(written)/float64(n), phase.name+"-diskB/device")
