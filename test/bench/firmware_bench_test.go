@@ -262,6 +262,9 @@ type fwSample struct {
 	gatewayStderrSize int
 	db, wal           int64   // sizes of gateway.db and its WAL
 	accepted, merged  float64 // the outbox's counters: messages accepted, reported patches merged
+	// CPU ticks (USER_HZ) of gateway, plugin, simulator and hub: whether
+	// the machine, not the UARTs, set the pace.
+	cpu [4]int64
 }
 
 func (r *fwRig) sample() fwSample {
@@ -282,6 +285,11 @@ func (r *fwRig) sample() fwSample {
 		r.b.Fatal(err)
 	}
 	s.accepted, s.merged = field(st, "outbox", "Accepted"), field(st, "outbox", "Merged")
+	for i, pid := range []int{gw, childPID(gw, "drover-plugin-serial"), r.sim.Cmd.Process.Pid, r.hub.Cmd.Process.Pid} {
+		if ps, err := sampleProc(pid); err == nil {
+			s.cpu[i] = ps.cpuTicks
+		}
+	}
 	return s
 }
 
@@ -460,6 +468,9 @@ func firmwareRolloutRun(b *testing.B, n, size int) {
 			z.down-a.down, z.conns-a.conns, size, float64(z.down-a.down)/float64(size), z.up-a.up,
 			written, float64(written)/float64(n), (float64(written)-idleRate*wall.Seconds())/float64(n), z.plWrite-a.plWrite,
 			z.accepted-a.accepted, z.merged-a.merged, (z.accepted-a.accepted)/float64(n), a.db, z.db, a.wal, z.wal, cache)
+		cpu := func(i int) float64 { return float64(z.cpu[i]-a.cpu[i]) / 100 / wall.Seconds() * 100 }
+		b.Logf("%s: CPU over the rollout, %% of one core: gateway %.0f, plugin %.0f, devsim %.0f, hub %.0f (2 cores: 200)",
+			phase.name, cpu(0), cpu(1), cpu(2), cpu(3))
 		b.ReportMetric(wall.Seconds(), phase.name+"-s")
 		b.ReportMetric(float64(z.down-a.down), phase.name+"-downloadB")
 		b.ReportMetric(float64(written)/float64(n), phase.name+"-diskB/device")
