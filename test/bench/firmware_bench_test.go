@@ -140,10 +140,10 @@ func (c countWriter) Write(b []byte) (int, error) {
 	return n, err
 }
 
-// fwRig is droverhub, `devsim serial` with one MCU per pseudo-terminal, and
+// fwBenchRig is droverhub, `devsim serial` with one MCU per pseudo-terminal, and
 // `drover run` with its serial plugin, one bus per MCU, the gateway's
 // HTTPS upstream going through a counting proxy.
-type fwRig struct {
+type fwBenchRig struct {
 	b       *testing.B
 	dir     string
 	hub     *harness.Hub
@@ -153,12 +153,11 @@ type fwRig struct {
 	api     *gwAPI
 	dataDir string
 	key     string
-	devices []string
 }
 
-func newFwBenchRig(b *testing.B, n int) *fwRig {
+func newFwBenchRig(b *testing.B, n int) *fwBenchRig {
 	b.Helper()
-	r := &fwRig{b: b, dir: b.TempDir()}
+	r := &fwBenchRig{b: b, dir: b.TempDir()}
 	r.hub = harness.StartHub(b, "")
 	r.svc = r.hub.Service(b)
 	connStr, childrenKey := harness.ProvisionGateway(b, r.svc, r.hub.Hostname, "gw-fw-bench", "fw-bench-line", r.dir)
@@ -188,7 +187,6 @@ func newFwBenchRig(b *testing.B, n int) *fwRig {
 		bus, id := fmt.Sprintf("uart-%d", i+1), fmt.Sprintf("mcu-%02d", i+1)
 		cfg.Buses = append(cfg.Buses, harness.Bus{Name: bus, Plugin: "serial", Port: port, Baud: fwBaud, Timeout: time.Second})
 		cfg.Devices = append(cfg.Devices, harness.Device{ID: id, Bus: bus, Profile: "demo-mcu"})
-		r.devices = append(r.devices, id)
 	}
 	r.sim.Await(b, "ready", 30*time.Second)
 	r.dataDir = cfg.DataDir
@@ -214,7 +212,7 @@ func newFwBenchRig(b *testing.B, n int) *fwRig {
 }
 
 // ctl runs droverctl against the rig's hub.
-func (r *fwRig) ctl(args ...string) string {
+func (r *fwBenchRig) ctl(args ...string) string {
 	r.b.Helper()
 	cmd := exec.Command(harness.Bin(r.b, "droverctl"), args...)
 	cmd.Env = append(os.Environ(), "DROVER_HUB_CONNECTION_STRING="+r.hub.OwnerConnectionString,
@@ -227,7 +225,7 @@ func (r *fwRig) ctl(args ...string) string {
 }
 
 // count counts the rig's devices matching a query condition.
-func (r *fwRig) count(where string) (int, error) {
+func (r *fwBenchRig) count(where string) (int, error) {
 	items, _, err := r.svc.Query(context.Background(), "SELECT COUNT() AS n FROM devices WHERE "+where, 10, "")
 	if err != nil || len(items) != 1 {
 		return 0, fmt.Errorf("count %q: %d items, %w", where, len(items), err)
@@ -238,7 +236,7 @@ func (r *fwRig) count(where string) (int, error) {
 }
 
 // publish uploads an MCUboot image of exactly size bytes for MCU-1.
-func (r *fwRig) publish(version string, size int) {
+func (r *fwBenchRig) publish(version string, size int) {
 	r.b.Helper()
 	v, err := mcuboot.ParseVersion(version)
 	if err != nil {
@@ -267,7 +265,7 @@ type fwSample struct {
 	cpu [4]int64
 }
 
-func (r *fwRig) sample() fwSample {
+func (r *fwBenchRig) sample() fwSample {
 	r.b.Helper()
 	gw := r.gw.Cmd.Process.Pid
 	s := fwSample{at: time.Now(), down: r.proxy.down.Load(), up: r.proxy.up.Load(), conns: r.proxy.conns.Load()}
@@ -299,7 +297,7 @@ func (r *fwRig) sample() fwSample {
 var tookRE = regexp.MustCompile(`\btook=(\S+)`)
 
 // uploadTimes are the plugin's upload durations logged since offset.
-func (r *fwRig) uploadTimes(offset int) []time.Duration {
+func (r *fwBenchRig) uploadTimes(offset int) []time.Duration {
 	var out []time.Duration
 	log := r.gw.Stderr()
 	if offset > len(log) {
