@@ -56,8 +56,8 @@ func TestFirmwareFleetRollout(t *testing.T) {
 			return err == nil && j.Done(), fmt.Sprintf("job %+v (%v); %s", j, err, out)
 		})
 		t.Logf("firmware status lines seen: %q", seen)
-		if j, _ := r.svc.GetJob(ctx, "fleet-good"); j.Status != serviceclient.JobCompleted || j.DeviceJobStatistics.SucceededCount != n {
-			t.Fatalf("job %+v: want completed with %d succeeded", j, n)
+		if j, err := r.svc.GetJob(ctx, "fleet-good"); err != nil || j.Status != serviceclient.JobCompleted || j.DeviceJobStatistics.SucceededCount != n {
+			t.Fatalf("job %+v (%v): want completed with %d succeeded", j, err, n)
 		}
 		st := parseFleetStatus(t, good, r.mustCtl("firmware", "status", "--version", good))
 		if want := (fleetStatus{current: n, total: n, counts: map[string]int{"current": n}}); !st.equal(want) {
