@@ -581,7 +581,8 @@ func (a *app) firmwareStatusCmd() *cobra.Command {
 reported.firmware.status (one GROUP BY query). Devices whose gateway has not
 reported on V yet count as pending; failures are split by result code.
 --watch follows with a progress bar until every device is current or failed
-(at once when no device has desired.firmware.version V).`,
+and no deployment of V is still writing desired.firmware (a --rate rollout
+reaches the fleet in waves); at once when nothing targets V.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			c, err := a.client()
@@ -609,7 +610,16 @@ reported on V yet count as pending; failures are split by result code.
 				return err
 			}
 			if watch {
-				if s, err = a.watchFleet(ctx, s, fetch, interval); err != nil {
+				rolling := func(ctx context.Context) (bool, error) {
+					ctx, cancel := context.WithTimeout(ctx, defaultTimeout)
+					defer cancel()
+					js, err := c.ListJobs(ctx, "scheduleUpdateTwin", "")
+					if err != nil {
+						return false, fail(ctx, "firmware status "+version, err)
+					}
+					return deploying(js, version), nil
+				}
+				if s, err = a.watchFleet(ctx, s, fetch, rolling, interval); err != nil {
 					return err
 				}
 			}
@@ -627,7 +637,11 @@ reported on V yet count as pending; failures are split by result code.
 
 // watchFleet polls until every targeted device is current or failed,
 // showing a bar in place on a terminal and a line per change otherwise.
-func (a *app) watchFleet(ctx context.Context, s fleetStatus, fetch func(context.Context) (fleetStatus, error), interval time.Duration) (fleetStatus, error) {
+// A deployment paced by --rate writes desired.firmware in waves: while one
+// is still running (rolling says so) the devices counted so far are not the
+// whole fleet, so the watch goes on.
+func (a *app) watchFleet(ctx context.Context, s fleetStatus, fetch func(context.Context) (fleetStatus, error),
+	rolling func(context.Context) (bool, error), interval time.Duration) (fleetStatus, error) {
 	if interval <= 0 {
 		interval = defaultWatchInterval
 	}
@@ -654,7 +668,16 @@ func (a *app) watchFleet(ctx context.Context, s fleetStatus, fetch func(context.
 			}
 		}
 		if cur+failed == s.Total { // every device ended, or none is targeted
-			break
+			more, err := rolling(ctx)
+			if err != nil {
+				if shown {
+					fmt.Fprintln(out)
+				}
+				return s, err
+			}
+			if !more {
+				break
+			}
 		}
 		select {
 		case <-ctx.Done():
@@ -677,6 +700,25 @@ func (a *app) watchFleet(ctx context.Context, s fleetStatus, fetch func(context.
 		fmt.Fprintln(out)
 	}
 	return s, nil
+}
+
+// deploying reports whether one of jobs is a deployment of version that has
+// not ended: a twin job whose desired patch sets firmware.version.
+func deploying(jobs []serviceclient.Job, version string) bool {
+	for _, j := range jobs {
+		if j.Done() || j.UpdateTwin == nil || j.UpdateTwin.Properties == nil {
+			continue
+		}
+		var d struct {
+			Firmware struct {
+				Version string `json:"version"`
+			} `json:"firmware"`
+		}
+		if json.Unmarshal(j.UpdateTwin.Properties.Desired, &d) == nil && d.Firmware.Version == version {
+			return true
+		}
+	}
+	return false
 }
 
 // bar draws done out of total, 20 cells wide.

@@ -370,3 +370,30 @@ func TestFirmwareGoldenOutput(t *testing.T) {
 		})
 	}
 }
+
+// TestDeploying: --watch goes on while a deployment of the version has not
+// ended (a --rate rollout reaches the fleet in waves), and only then.
+func TestDeploying(t *testing.T) {
+	twin := func(status, desired string) serviceclient.Job {
+		return serviceclient.Job{Status: status, UpdateTwin: &serviceclient.JobTwinPatch{
+			Properties: &serviceclient.JobTwinPatchDesired{Desired: json.RawMessage(desired)}}}
+	}
+	for _, c := range []struct {
+		name string
+		jobs []serviceclient.Job
+		want bool
+	}{
+		{"running deployment of V", []serviceclient.Job{twin("running", `{"firmware":{"version":"2.1.0"}}`)}, true},
+		{"queued deployment of V", []serviceclient.Job{twin("queued", `{"firmware":{"version":"2.1.0"}}`)}, true},
+		{"ended deployment of V", []serviceclient.Job{twin("completed", `{"firmware":{"version":"2.1.0"}}`)}, false},
+		{"deployment of another version", []serviceclient.Job{twin("running", `{"firmware":{"version":"2.0.0"}}`)}, false},
+		{"config job", []serviceclient.Job{twin("running", `{"config":{"interval":5}}`)}, false},
+		{"garbage desired", []serviceclient.Job{twin("running", `[1,2`)}, false},
+		{"method job", []serviceclient.Job{{Status: "running"}}, false},
+		{"none", nil, false},
+	} {
+		if got := deploying(c.jobs, "2.1.0"); got != c.want {
+			t.Errorf("%s: deploying = %v, want %v", c.name, got, c.want)
+		}
+	}
+}
