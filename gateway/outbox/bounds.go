@@ -29,22 +29,36 @@ func (o *Outbox) makeRoomExcept(tx *sql.Tx, need, keep int64) error {
 	}
 	// Oldest telemetry first; reported rows only when no telemetry is left.
 	for _, kind := range []Kind{Telemetry, Reported} {
+		// A cursor, not the head again: acknowledged rows waiting for their
+		// deferred delete stay where they are and are stepped over.
+		after := int64(-1 << 63)
 		for over > 0 {
-			rows, err := tx.Query(`SELECT seq, size FROM outbox_msg WHERE kind = ? AND seq <> ? ORDER BY seq LIMIT 64`, int64(kind), keep)
+			rows, err := tx.Query(`SELECT seq, size FROM outbox_msg WHERE kind = ? AND seq <> ? AND seq > ? ORDER BY seq LIMIT 64`, int64(kind), keep, after)
 			if err != nil {
 				return fmt.Errorf("evict from outbox: %w", err)
 			}
 			var seqs []int64
+			n := 0
 			for rows.Next() && over > 0 {
-				var seq, size int64
-				if err := rows.Scan(&seq, &size); err != nil {
+				n++
+				var seq int64
+				var sizeV any
+				if err := rows.Scan(&seq, &sizeV); err != nil {
+					continue // seq is the rowid: always an integer
+				}
+				after = seq
+				size := asInt(sizeV)
+				o.mu.Lock()
+				acked := o.deferredLocked(seq)
+				o.mu.Unlock()
+				if acked {
 					continue
 				}
 				seqs = append(seqs, seq)
 				over -= max(size, 1)
 			}
 			rows.Close()
-			if len(seqs) == 0 {
+			if n == 0 {
 				break
 			}
 			if err := o.removeRows(tx, seqs, dropFull); err != nil {
@@ -93,6 +107,12 @@ const (
 // removeRows deletes rows by seq and accounts for them under reason.
 func (o *Outbox) removeRows(tx *sql.Tx, seqs []int64, reason dropReason) error {
 	for _, seq := range seqs {
+		o.mu.Lock()
+		acked := o.deferredLocked(seq)
+		o.mu.Unlock()
+		if acked {
+			continue // delivered: its deferred delete counts it as acked
+		}
 		var ident, kind, size int64
 		err := tx.QueryRow(`DELETE FROM outbox_msg WHERE seq = ? RETURNING ident, kind, size`, seq).Scan(&ident, &kind, &size)
 		if errors.Is(err, sql.ErrNoRows) {
@@ -116,6 +136,11 @@ func (o *Outbox) removeRows(tx *sql.Tx, seqs []int64, reason dropReason) error {
 func (o *Outbox) forget(ident int64, kind Kind, size int64) {
 	o.mu.Lock()
 	defer o.mu.Unlock()
+	o.forgetLocked(ident, kind, size)
+}
+
+// forgetLocked is forget with o.mu held.
+func (o *Outbox) forgetLocked(ident int64, kind Kind, size int64) {
 	o.bytes -= size
 	st := o.per[ident]
 	if st == nil {

@@ -15,7 +15,12 @@
 // through Ack (after the PUBACK or the twin reply), a counted drop, or TTL
 // expiry, so delivery is at least once: entries handed out but not acked
 // before a crash are handed out again after the restart, with the same
-// message id so the hub side can count the duplicates.
+// message id so the hub side can count the duplicates. Under Spill and
+// Batched durability the deletes of acknowledged telemetry rows are
+// deferred and committed together (ackdefer.go): an acknowledged row is
+// hidden at once, and a crash before its delete hands it out again, so a
+// crash adds at most Options.AckRows plus one Ack call per concurrent
+// caller to the duplicates; a clean Close deletes them.
 //
 // # Ordering and merging
 //

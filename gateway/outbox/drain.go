@@ -23,6 +23,24 @@ func (o *Outbox) remove(ctx context.Context, rs []Receipt, reason dropReason) er
 	if rs = o.memAck(rs, reason); len(rs) == 0 {
 		return nil // all held in memory: nothing to write
 	}
+	full := false
+	if reason == dropAcked && o.acks != nil {
+		rs, full = o.deferAcks(rs)
+	}
+	var err error
+	if len(rs) > 0 {
+		err = o.removeNow(ctx, rs, reason)
+	}
+	if full {
+		// The set is full: this Ack waits for the deletes, which is what
+		// bounds the rows a crash sends again.
+		err = errors.Join(err, o.flushAcks(ctx))
+	}
+	return err
+}
+
+// removeNow deletes the receipts' rows in one commit and waits for it.
+func (o *Outbox) removeNow(ctx context.Context, rs []Receipt, reason dropReason) error {
 	return o.write(ctx, "ack outbox entries", func(tx *sql.Tx) error {
 		for _, r := range rs {
 			var ident, kind, size int64
@@ -94,8 +112,10 @@ func (o *Outbox) nextDB(ctx context.Context, identity string, kind Kind, limit i
 	} else if kind != 0 {
 		q += fmt.Sprintf(` WHERE kind = %d`, kind)
 	}
+	// Acknowledged rows waiting for their deferred delete are still there
+	// and are skipped by read: ask for that many more.
 	q += ` ORDER BY seq LIMIT ?`
-	args = append(args, limit)
+	args = append(args, limit+o.deferredCount(identity))
 	for attempt := 0; ; attempt++ {
 		out, bad, expired, err := o.read(ctx, q, args)
 		if err != nil {
@@ -110,7 +130,7 @@ func (o *Outbox) nextDB(ctx context.Context, identity string, kind Kind, limit i
 			}
 		}
 		if len(out) > 0 || (len(bad) == 0 && len(expired) == 0) || attempt == 2 {
-			return out, nil
+			return out[:min(len(out), limit)], nil
 		}
 	}
 }
@@ -132,6 +152,12 @@ func (o *Outbox) read(ctx context.Context, q string, args []any) (out []Entry, b
 		var ident, kind, accepted, produced, size, id, props, body any
 		if err := rows.Scan(&seq, &ident, &kind, &accepted, &produced, &size, &id, &props, &body); err != nil {
 			return nil, nil, nil, fmt.Errorf("read outbox: %w", err)
+		}
+		o.mu.Lock()
+		acked := o.deferredLocked(seq)
+		o.mu.Unlock()
+		if acked {
+			continue // delivered; its delete is deferred
 		}
 		e, ok := o.decode(seq, ident, kind, accepted, produced, size, id, props, body)
 		if !ok {

@@ -68,8 +68,11 @@ type DrainerStats struct {
 // order, and the live value of every point already travels in the reported
 // patch, which is served first.
 //
-// One Drainer per Outbox. Acks are written per turn, so after a crash at
-// most Workers×(Batch+reported rows) entries are sent twice.
+// One Drainer per Outbox. Acks are handed to the outbox per turn, so after a
+// crash at most Workers×(Batch+reported rows) entries in flight are sent
+// twice; under Spill and Batched durability the outbox also defers the
+// deletes of acknowledged telemetry (Options.AckRows), which a crash sends
+// again too: at most AckRows + Workers×Batch more.
 type Drainer struct {
 	o     *Outbox
 	opts  DrainerOptions

@@ -102,10 +102,17 @@ type Entry struct {
 type Receipt struct {
 	Seq int64
 	ID  string
+
+	// Set by Entry.Receipt: an acknowledged telemetry row's delete may be
+	// deferred (see Options.AckEvery), which needs its kind and identity.
+	kind     Kind
+	identity string
 }
 
 // Receipt returns the receipt that acknowledges e.
-func (e Entry) Receipt() Receipt { return Receipt{Seq: e.Seq, ID: e.ID} }
+func (e Entry) Receipt() Receipt {
+	return Receipt{Seq: e.Seq, ID: e.ID, kind: e.Kind, identity: e.Identity}
+}
 
 // WireProps returns the properties to publish telemetry with: e.Props plus
 // the message id ($.mid) and the produced time ($.ctime, RFC 3339 UTC) when
@@ -126,16 +133,16 @@ func (e Entry) WireProps() iothubtopic.Properties {
 // Stats is a snapshot of the outbox. Counters are kept in the database and
 // survive restarts.
 type Stats struct {
-	Depth     int64         // queued rows
-	Telemetry int64         // queued telemetry rows
+	Depth     int64         // queued rows still to send (acknowledged rows whose delete is deferred are not counted)
+	Telemetry int64         // queued telemetry rows still to send
 	Reported  int64         // queued reported rows
-	Bytes     int64         // accounted bytes queued (see MaxBytes)
+	Bytes     int64         // accounted bytes in the database (see MaxBytes), deferred deletes included
 	MaxBytes  int64         // the configured bound
 	OldestAge time.Duration // age of the oldest queued row (0 when empty)
 
 	Accepted int64 // messages accepted (each merged patch counts)
 	Merged   int64 // reported patches merged into a queued row
-	Acked    int64 // rows removed by Ack
+	Acked    int64 // rows removed by Ack (a deferred delete counts when it is committed)
 	Rejected int64 // Accept calls refused with ErrFull (RejectNew)
 
 	DroppedFull     int64 // rows evicted to make room (DropOldest)
@@ -147,6 +154,7 @@ type Stats struct {
 	Memory       int64  // entries held in memory (Spill; included in Depth)
 	MemoryBytes  int64  // their accounted bytes (not included in Bytes, a disk figure)
 	Spilled      int64  // entries moved from memory to the database
+	AckDeferred  int64  // acknowledged telemetry rows whose delete is not committed yet
 	LostInMemory int64  // entries held in memory when a previous run ended without Close (a crash), summed over restarts; needs Options.HeldFile
 }
 
@@ -162,6 +170,16 @@ type Options struct {
 	SpillAfter  time.Duration // Spill: an unacknowledged message is spilled after this; default 2s
 	MemoryBytes int64         // Spill: bound on the accounted bytes held in memory; default 4 MiB
 	BatchEvery  time.Duration // Batched: commits at most this often; default 200ms
+	// AckEvery and AckRows defer the deletes of acknowledged telemetry rows
+	// (Spill and Batched only; EveryMessage deletes in the Ack's commit):
+	// Ack hides the rows from Next at once and the deletes are committed
+	// together, sorted by sequence, AckEvery after the first deferred ack
+	// (default 1s) or as soon as AckRows are deferred (default
+	// DefaultAckRows; that Ack waits for the commit), and at Close. A crash
+	// sends the deferred rows again: at most AckRows plus the acks of the
+	// calls that were adding to a full set at the time.
+	AckEvery time.Duration
+	AckRows  int
 	// HeldFile, when set, is a small file where the number of entries held in
 	// memory is kept (rewritten in place, never synced): after a crash the
 	// next start adds what it says to Stats.LostInMemory.
@@ -189,6 +207,12 @@ func (o Options) withDefaults() Options {
 	if o.BatchEvery <= 0 {
 		o.BatchEvery = 200 * time.Millisecond
 	}
+	if o.AckEvery <= 0 {
+		o.AckEvery = time.Second
+	}
+	if o.AckRows <= 0 {
+		o.AckRows = DefaultAckRows
+	}
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.DiscardHandler)
 	}
@@ -212,7 +236,8 @@ type Outbox struct {
 	stopSpill context.CancelFunc // Spill only: stops the spiller
 	spillDone chan struct{}      // Spill only: closed when the spiller returned
 	closeOnce sync.Once
-	held      *os.File // Options.HeldFile, open while the outbox is
+	held      *os.File  // Options.HeldFile, open while the outbox is
+	acks      *ackDefer // Spill and Batched: deferred deletes of acked telemetry (nil: delete at once)
 
 	mu     sync.Mutex // guards the fields below (written by the writer goroutine)
 	idents map[string]int64
@@ -235,6 +260,10 @@ func (o *Outbox) Stats(ctx context.Context) (Stats, error) {
 		s.Reported += st.reported
 	}
 	s.Durability, s.Spilled, s.LostInMemory = o.opts.Durability.String(), o.c.spilled, o.c.lostCrash
+	if o.acks != nil {
+		s.AckDeferred = int64(len(o.acks.rows))
+		s.Telemetry = max(s.Telemetry-s.AckDeferred, 0)
+	}
 	if o.mem != nil {
 		s.Memory, s.MemoryBytes = o.mem.n, o.mem.bytes
 		for _, m := range o.mem.fifo {
@@ -251,12 +280,11 @@ func (o *Outbox) Stats(ctx context.Context) (Stats, error) {
 	o.mu.Unlock()
 	s.Depth = s.Telemetry + s.Reported
 	if s.Depth > 0 {
-		var acc any
-		err := o.rd.QueryRowContext(ctx, `SELECT accepted FROM outbox_msg ORDER BY seq LIMIT 1`).Scan(&acc)
-		if err != nil && !errors.Is(err, sql.ErrNoRows) {
-			return s, fmt.Errorf("read outbox age: %w", err)
+		a, err := o.oldestAccepted(ctx)
+		if err != nil {
+			return s, err
 		}
-		if a, ok := acc.(int64); ok {
+		if a != 0 {
 			s.OldestAge = max(o.opts.Now().Sub(time.Unix(0, a)), 0)
 		}
 	}
@@ -269,7 +297,11 @@ func (o *Outbox) Pending() map[string]int64 {
 	defer o.mu.Unlock()
 	out := make(map[string]int64)
 	for _, st := range o.per {
-		if n := st.telemetry + st.reported; n > 0 && st.name != "" {
+		n := st.telemetry + st.reported
+		if o.acks != nil {
+			n -= int64(o.acks.per[st.name])
+		}
+		if n > 0 && st.name != "" {
 			out[st.name] = n
 		}
 	}

@@ -196,25 +196,41 @@ func start(wr, rd *sql.DB, own bool, opts Options) (*Outbox, error) {
 		o.stopSpill, o.spillDone = cancel, make(chan struct{})
 		go o.spiller(ctx)
 	}
+	if opts.Durability != EveryMessage {
+		// every_message keeps its promise of one commit per operation,
+		// acks included; the other modes defer the deletes of acked rows.
+		o.acks = newAckDefer()
+		ctx, cancel := context.WithCancel(context.Background())
+		o.acks.stop = cancel
+		go o.ackFlusher(ctx)
+	}
 	return o, nil
 }
 
 // Close stops the writer after the operations already queued and, for
 // Open, closes the database.
 func (o *Outbox) Close() error {
-	if o.mem != nil {
-		o.closeOnce.Do(func() {
+	o.closeOnce.Do(func() {
+		if o.mem != nil {
 			o.stopSpill()
 			<-o.spillDone
 			// Stop path: whatever memory holds goes to the database.
 			if err := o.spillAll(context.Background()); err != nil {
 				o.log.Error("spill outbox at close", "error", err)
 			}
-			if o.held != nil {
-				_ = o.held.Close()
+		}
+		if o.acks != nil {
+			o.acks.stop()
+			<-o.acks.done
+			// A clean stop sends nothing twice: the deferred deletes commit now.
+			if err := o.flushAcks(context.Background()); err != nil {
+				o.log.Error("delete acked outbox entries at close", "error", err)
 			}
-		})
-	}
+		}
+		if o.held != nil {
+			_ = o.held.Close()
+		}
+	})
 	o.w.Close()
 	if !o.ownDB {
 		return nil

@@ -38,6 +38,10 @@ import (
 // one fault may cause per identity.
 const inflightPerIdentity = 32
 
+// drainWorkers is the drainer's default number of identities sending at
+// once (outbox.DrainerOptions.Workers).
+const drainWorkers = 64
+
 // soakProfile is both the simulator's profile and the gateway's device
 // profile: values change faster than the 200 ms poll so telemetry flows.
 const soakProfile = `name: soak-pump
