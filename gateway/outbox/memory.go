@@ -83,6 +83,9 @@ type memQueue struct {
 	n     int64
 	seq   int64 // last sequence number given out (above every row in the database)
 	poke  chan struct{}
+
+	lastAck   time.Time     // when an Ack last removed a held entry (the uplink is alive)
+	lastSpill time.Duration // how long the last spill took, queue wait and commit included
 }
 
 func newMemQueue() *memQueue {
@@ -225,6 +228,7 @@ func (o *Outbox) spill(ctx context.Context, pick func(m *memEntry, now time.Time
 	if len(batch) == 0 {
 		return nil
 	}
+	began := time.Now()
 	err := o.write(ctx, fmt.Sprintf("spill %d outbox entries", len(batch)), func(tx *sql.Tx) error {
 		// Entries acked before this runs are not written; their Ack found no
 		// row, so they are counted here. An Ack after this point deletes the row.
@@ -250,6 +254,7 @@ func (o *Outbox) spill(ctx context.Context, pick func(m *memEntry, now time.Time
 		return nil
 	})
 	o.mu.Lock()
+	q.lastSpill = time.Since(began)
 	for _, m := range batch {
 		if err != nil {
 			m.spilling = false
@@ -265,10 +270,20 @@ func (o *Outbox) spill(ctx context.Context, pick func(m *memEntry, now time.Time
 	return nil
 }
 
-// spiller spills entries that stayed unacknowledged: it wakes when the
-// oldest held entry is three quarters of SpillAfter old and spills every
-// entry older than an eighth of it, so no entry stays in memory longer than
-// three quarters of SpillAfter plus the spill's commit.
+// spiller spills entries that stayed unacknowledged. It wakes when the
+// oldest held entry is SpillAfter minus a margin old, the margin being twice
+// what the last spill took (at least an eighth of SpillAfter, at most half):
+// the spill is committed before the entry is SpillAfter old, and as late
+// as that allows, so each spill carries as many messages as the bound lets
+// it (a spill costs a few pages whatever it holds: at one device that
+// fixed part is most of the bytes written).
+//
+// What it spills depends on the uplink. When an Ack removed a held entry
+// within the last half of SpillAfter, the uplink is alive but slow: only
+// entries older than half of SpillAfter go, since younger ones are likely
+// acknowledged before they would have to be on disk (a spilled entry costs
+// its insert and its delete). Otherwise everything held goes, so the next
+// spill is a whole SpillAfter away.
 func (o *Outbox) spiller(ctx context.Context) {
 	defer close(o.spillDone)
 	bound := o.opts.SpillAfter
@@ -277,10 +292,11 @@ func (o *Outbox) spiller(ctx context.Context) {
 	defer timer.Stop()
 	for {
 		o.mu.Lock()
+		wakeAge := bound - spillMargin(bound, o.mem.lastSpill)
 		next := time.Duration(-1)
 		for _, m := range o.mem.fifo {
 			if !m.gone && !m.spilling {
-				next = max(time.Until(m.e.AcceptedAt.Add(bound*3/4)), 0)
+				next = max(time.Until(m.e.AcceptedAt.Add(wakeAge)), 0)
 				break
 			}
 		}
@@ -296,15 +312,22 @@ func (o *Outbox) spiller(ctx context.Context) {
 			continue
 		case <-timer.C:
 		}
-		// Everything older than an eighth of the bound goes, not only the
-		// oldest: fewer, larger transactions write fewer pages per message
-		// (index and counter pages are written once per commit); entries
-		// younger than that are likely in flight to a healthy uplink.
-		cutoff := bound / 8
+		o.mu.Lock()
+		cutoff := time.Duration(0)
+		if time.Since(o.mem.lastAck) < bound/2 {
+			cutoff = bound / 2
+		}
+		o.mu.Unlock()
 		if err := o.spill(ctx, func(m *memEntry, now time.Time) bool { return now.Sub(m.e.AcceptedAt) >= cutoff }, -1); err != nil {
 			o.log.Warn("spill outbox", "error", err)
 		}
 	}
+}
+
+// spillMargin is how long before SpillAfter the spiller starts a spill:
+// twice the last spill's duration, within [bound/8, bound/2].
+func spillMargin(bound, last time.Duration) time.Duration {
+	return min(max(2*last, bound/8), bound/2)
 }
 
 // recordHeld writes the number of entries held in memory into HeldFile, in
@@ -399,6 +422,7 @@ func (o *Outbox) memAck(rs []Receipt, reason dropReason) []Receipt {
 			continue
 		}
 		o.mem.drop(m)
+		o.mem.lastAck = time.Now()
 		if m.spilling {
 			// The row may be committed: the database removal counts it if so,
 			// and the spill counts it if it skipped the entry.
