@@ -138,6 +138,10 @@ type Queue struct {
 
 	wake     chan struct{}
 	noteWake chan struct{}
+
+	progMu   sync.Mutex              // guards progPend
+	progPend map[string]progressNote // job id -> latest progress not written yet
+	progWake chan struct{}
 	active   atomic.Bool
 	wg       sync.WaitGroup // run goroutines
 	pruned   time.Time      // last prune (loop goroutine only)
@@ -177,6 +181,7 @@ func New(ctx context.Context, db *sql.DB, opts Options) (*Queue, error) {
 		devWindows: map[string][]window{}, subs: map[int]func(Job){}, noteJobs: map[string]Job{},
 		awaiters: map[string][]*awaiter{},
 		wake:     make(chan struct{}, 1), noteWake: make(chan struct{}, 1),
+		progPend: map[string]progressNote{}, progWake: make(chan struct{}, 1),
 	}, nil
 }
 

@@ -22,15 +22,20 @@ func (q *Queue) Run(ctx context.Context) error {
 	}
 	defer q.active.Store(false)
 
-	stopNotes := make(chan struct{})
+	stopNotes, stopProgress := make(chan struct{}), make(chan struct{})
 	var notes sync.WaitGroup
-	notes.Add(1)
+	notes.Add(2)
 	go func() {
 		defer notes.Done()
 		q.notify(stopNotes)
 	}()
+	go func() {
+		defer notes.Done()
+		q.progressWriter(context.WithoutCancel(ctx), stopProgress)
+	}()
 	defer func() {
 		q.wg.Wait()
+		close(stopProgress) // after the jobs: their last updates are written
 		close(stopNotes)
 		notes.Wait()
 	}()
@@ -384,7 +389,7 @@ func (q *Queue) execute(ctx, rctx context.Context, j Job) {
 	// The start was just stored: progress within ProgressEvery of it waits
 	// for the next store or for finish (a short job costs three commits:
 	// queued, running, ended).
-	p := &progress{q: q, ctx: wctx, id: j.ID, pct: rj.Progress, msg: rj.Message, last: q.clock.Now()}
+	p := &progress{q: q, id: j.ID, attempt: rj.Attempts, pct: rj.Progress, msg: rj.Message, last: q.clock.Now()}
 	res, xerr := q.call(rctx, rj, p.update)
 	p.stop()
 	q.finish(ctx, rctx, rj, p, res, xerr)
@@ -521,53 +526,6 @@ func (q *Queue) verify(ctx, rctx context.Context, j Job) {
 	if changed {
 		log.Warn("interrupted job verified", "state", string(nj.State), "result", nj.Error, "error", err)
 	}
-}
-
-// progress stores an executor's progress, at most every ProgressEvery
-// (counted from the job's start).
-type progress struct {
-	q   *Queue
-	ctx context.Context
-	id  string
-
-	mu      sync.Mutex
-	pct     int
-	msg     string
-	last    time.Time
-	stopped bool
-}
-
-func (p *progress) update(pct int, msg string) {
-	pct = min(max(pct, 0), 100)
-	msg = truncate(msg)
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	if p.stopped || (pct == p.pct && msg == p.msg) {
-		return
-	}
-	p.pct, p.msg = pct, msg
-	now := p.q.clock.Now()
-	if now.Sub(p.last) < p.q.opts.ProgressEvery {
-		return // finish stores the latest
-	}
-	p.last = now
-	if _, _, err := p.q.apply(p.ctx, p.id, change{
-		set: "progress = ?, message = ?", args: []any{pct, msg}, when: "state = 'running'",
-	}); err != nil {
-		p.q.log.Error("job progress update failed", "job", p.id, "error", err)
-	}
-}
-
-func (p *progress) stop() {
-	p.mu.Lock()
-	p.stopped = true
-	p.mu.Unlock()
-}
-
-func (p *progress) last2() (int, string) {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	return p.pct, p.msg
 }
 
 // globalWindows compiles the gateway windows; a window that does not
