@@ -11,11 +11,13 @@ package jobs
 
 import (
 	"context"
-	"errors"
+	"database/sql"
 	"fmt"
 	"slices"
 	"sync"
 	"time"
+
+	"github.com/drover-iot/drover/internal/relaxedtx"
 )
 
 // progress is the callback state of one running attempt.
@@ -101,8 +103,8 @@ func (q *Queue) progressWriter(ctx context.Context, stop <-chan struct{}) {
 				t.Stop()
 			}
 		}
+		last = q.clock.Now() // before the write: updates it publishes may make the caller move the clock
 		q.writeProgress(ctx)
-		last = q.clock.Now()
 	}
 }
 
@@ -136,30 +138,28 @@ func (q *Queue) writeProgress(ctx context.Context) {
 	}
 }
 
+// writeProgressTx commits with synchronous=NORMAL: a power cut may roll the
+// last progress back, which no recovery decision reads (a running job is
+// resumed or verified by its state, and the next update rewrites it).
 func (q *Queue) writeProgressTx(ctx context.Context, ids []string, pend map[string]progressNote) (changed []string, err error) {
-	tx, err := q.db.BeginTx(ctx, nil)
+	now := nanos(q.clock.Now())
+	err = relaxedtx.Run(ctx, q.db, func(tx *sql.Tx) error {
+		changed = changed[:0]
+		for _, id := range ids {
+			n := pend[id]
+			res, err := tx.ExecContext(ctx, `UPDATE jobs_queue SET progress = ?, message = ?, version = version + 1, updated = ?
+				WHERE id = ? AND state = 'running' AND attempts = ?`, n.pct, n.msg, now, id, n.attempt)
+			if err != nil {
+				return fmt.Errorf("write progress of job %s: %w", id, err)
+			}
+			if k, err := res.RowsAffected(); err == nil && k > 0 {
+				changed = append(changed, id)
+			}
+		}
+		return nil
+	})
 	if err != nil {
 		return nil, fmt.Errorf("write progress: %w", err)
-	}
-	defer func() {
-		if err != nil {
-			err = errors.Join(err, tx.Rollback())
-		}
-	}()
-	now := nanos(q.clock.Now())
-	for _, id := range ids {
-		n := pend[id]
-		res, err := tx.ExecContext(ctx, `UPDATE jobs_queue SET progress = ?, message = ?, version = version + 1, updated = ?
-			WHERE id = ? AND state = 'running' AND attempts = ?`, n.pct, n.msg, now, id, n.attempt)
-		if err != nil {
-			return nil, fmt.Errorf("write progress of job %s: %w", id, err)
-		}
-		if k, err := res.RowsAffected(); err == nil && k > 0 {
-			changed = append(changed, id)
-		}
-	}
-	if err := tx.Commit(); err != nil {
-		return nil, fmt.Errorf("write progress: commit: %w", err)
 	}
 	return changed, nil
 }

@@ -20,7 +20,9 @@ func TestProgressMerged(t *testing.T) {
 	for _, d := range []string{"a", "b", "c"} {
 		steps[d] = make(chan step)
 	}
+	started := make(chan struct{}, 3)
 	exec := newExec(func(ctx context.Context, j Job, progress func(int, string)) (any, error) {
+		started <- struct{}{} // the attempt's throttle counts from before this call
 		for {
 			select {
 			case s := <-steps[j.Device]:
@@ -41,6 +43,9 @@ func TestProgressMerged(t *testing.T) {
 		j := h.submit(Spec{Kind: KindFirmware, Device: d, Force: true})
 		h.awaitState(j.ID, StateRunning, ReasonNone)
 		ids[d] = j.ID
+	}
+	for range 3 {
+		<-started
 	}
 	report := func(d string, pct int) {
 		s := step{pct: pct, done: make(chan struct{})}

@@ -31,6 +31,7 @@ import (
 
 	_ "github.com/mattn/go-sqlite3" // database/sql driver "sqlite3"
 
+	"github.com/drover-iot/drover/internal/relaxedtx"
 	"github.com/drover-iot/drover/internal/twin"
 )
 
@@ -182,7 +183,10 @@ func (c *Cache) Flush(ctx context.Context) error {
 	}
 	c.pending = map[string][]map[string]any{}
 	c.mu.Unlock()
-	err := c.inTx(ctx, func(tx *sql.Tx) error {
+	// synchronous=NORMAL: a power cut may roll this commit back, which the
+	// cache already allows for (a crash loses the held patches anyway, and
+	// the bridges report every point again after a restart).
+	err := relaxedtx.Run(ctx, c.db, func(tx *sql.Tx) error {
 		for id, patches := range held {
 			if err := c.updateTx(ctx, tx, id, "reported", func(doc map[string]any) {
 				for _, p := range patches {
