@@ -8,9 +8,15 @@ package outbox
 // accepted together), and the drainer acknowledges one identity's rows per
 // turn, so deleting per turn rewrote a 4 KiB page (in the WAL, then again
 // at the checkpoint) for almost every row (BenchmarkWearDrain: 1.5–2.5 KB
-// per drained row, 6 KB in BenchmarkFlashWear). Deleting a second's worth
-// of acks of every identity at once rewrites each page of the queue's head
-// once.
+// per drained row, 2.5–4.8 KB in BenchmarkFlashWear).
+//
+// Which rows a periodic delete takes matters as much: the drainer's
+// identities advance at different paces, so the acknowledged rows of any
+// one second are scattered over the whole backlog. The periodic delete
+// therefore takes only the acknowledged prefix of the queue (every row up
+// to the oldest one not acknowledged), whose pages are emptied and freed
+// together; rows acknowledged beyond it wait, hidden, for the prefix to
+// reach them. Only when AckRows are deferred is everything deleted at once.
 //
 // The price is duplicates after a crash, never a loss: a deferred row is
 // still in the database, so a restart hands it out again (with its message
@@ -28,8 +34,11 @@ import (
 
 // DefaultAckRows is the default of Options.AckRows: at most this many
 // acknowledged rows (plus the acks being added while the set is full) are
-// sent again after a crash.
-const DefaultAckRows = 1024
+// sent again after a crash. It is large enough to hold the drain front of
+// 250 identities (Batch × identities = 8,000 rows) so that the periodic
+// delete finds a prefix, and small enough that a crash re-sends about
+// half a minute of a 250-device gateway's production.
+const DefaultAckRows = 16384
 
 // ackDefer is the set of acknowledged telemetry rows not deleted yet. Its
 // maps are guarded by Outbox.mu.
@@ -112,10 +121,16 @@ func (o *Outbox) flushAcks(ctx context.Context) error {
 	if n == 0 {
 		return nil
 	}
-	return o.write(ctx, "delete acked outbox entries", o.flushAcksTx)
+	return o.write(ctx, "delete acked outbox entries", func(tx *sql.Tx) error { return o.flushAcksTx(tx, false) })
 }
 
-func (o *Outbox) flushAcksTx(tx *sql.Tx) error {
+// flushAckPrefix deletes the deferred rows that form the acknowledged
+// prefix of the queue (the periodic delete).
+func (o *Outbox) flushAckPrefix(ctx context.Context) error {
+	return o.write(ctx, "delete acked outbox entries", func(tx *sql.Tx) error { return o.flushAcksTx(tx, true) })
+}
+
+func (o *Outbox) flushAcksTx(tx *sql.Tx, prefixOnly bool) error {
 	a := o.acks
 	o.mu.Lock()
 	seqs := make([]int64, 0, len(a.rows))
@@ -124,6 +139,13 @@ func (o *Outbox) flushAcksTx(tx *sql.Tx) error {
 	}
 	o.mu.Unlock()
 	slices.Sort(seqs)
+	if prefixOnly {
+		end, err := o.ackedPrefix(tx, len(seqs))
+		if err != nil {
+			return err
+		}
+		seqs = seqs[:end]
+	}
 	for _, seq := range seqs {
 		o.mu.Lock()
 		d, ok := a.rows[seq]
@@ -155,6 +177,38 @@ func (o *Outbox) flushAcksTx(tx *sql.Tx) error {
 	return nil
 }
 
+// ackedPrefix returns how many of the n smallest deferred seqs (sorted)
+// lie below the oldest database row that is not deferred: the rows that
+// can go without rewriting pages other rows still live on.
+func (o *Outbox) ackedPrefix(tx *sql.Tx, n int) (int, error) {
+	rows, err := tx.Query(`SELECT seq FROM outbox_msg ORDER BY seq LIMIT ?`, n+1)
+	if err != nil {
+		return 0, fmt.Errorf("find acked outbox prefix: %w", err)
+	}
+	defer rows.Close()
+	k := 0
+	for rows.Next() {
+		var seq int64
+		if err := rows.Scan(&seq); err != nil {
+			return 0, fmt.Errorf("find acked outbox prefix: %w", err)
+		}
+		o.mu.Lock()
+		acked := o.deferredLocked(seq)
+		o.mu.Unlock()
+		if !acked {
+			break
+		}
+		k++
+	}
+	if err := rows.Err(); err != nil {
+		return 0, fmt.Errorf("find acked outbox prefix: %w", err)
+	}
+	// A deferred seq whose row is gone (acked again after its delete)
+	// sorts first and leaves the set with this delete; the prefix row it
+	// displaces waits for the next one.
+	return min(k, n), nil
+}
+
 // ackFlusher commits the deferred deletes AckEvery after the first one.
 func (o *Outbox) ackFlusher(ctx context.Context) {
 	defer close(o.acks.done)
@@ -171,7 +225,7 @@ func (o *Outbox) ackFlusher(ctx context.Context) {
 			return
 		case <-t.C:
 		}
-		if err := o.flushAcks(ctx); err != nil && ctx.Err() == nil {
+		if err := o.flushAckPrefix(ctx); err != nil && ctx.Err() == nil {
 			o.log.Warn("delete acked outbox entries", "error", err)
 		}
 		o.mu.Lock()

@@ -22,7 +22,7 @@ import (
 // as the gateway.
 func BenchmarkWearDrain(b *testing.B) {
 	for _, mode := range []Durability{EveryMessage, Batched, Spill} {
-		for _, idents := range []int{1, 50} {
+		for _, idents := range []int{1, 50, 250} {
 			b.Run(fmt.Sprintf("%s/identities=%d", mode, idents), func(b *testing.B) {
 				for range b.N {
 					benchWearDrain(b, mode, idents)
