@@ -43,7 +43,11 @@
 // # Crash safety
 //
 // A job is stored "running" (attempts+1) before Execute is called, and its
-// outcome is stored when Execute returns. Run first looks for jobs left
+// outcome is stored when Execute returns, each in its own synchronous
+// commit. Progress in between is only informative: it is throttled per job
+// (Options.ProgressEvery) and the updates of all running jobs are merged
+// into one transaction per ProgressEvery, committed with
+// synchronous=NORMAL (progress.go); a crash may lose the last of them. Run first looks for jobs left
 // "running": the process that ran them died. A job of a kind the
 // executor's Resumer calls resumable is queued again (reason "resume") and
 // Execute sees Resumes > 0, up to Options.MaxResumes times. Any other job
