@@ -121,13 +121,25 @@ func (o *Outbox) acceptTx(tx *sql.Tx, p prepared) error {
 }
 
 // insertTx writes an entry held in memory (already counted as accepted)
-// into the database with its sequence number.
-func (o *Outbox) insertTx(tx *sql.Tx, p prepared, accepted, produced int64) error {
+// into the database with its sequence number. A reported patch is merged
+// into the identity's latest reported row when there is one (inserted
+// reports false), as Accept does under the other modes: while the uplink
+// is down each spill would otherwise add a row per identity, a new table
+// and index entry each time, for a state that one row holds.
+func (o *Outbox) insertTx(tx *sql.Tx, p prepared, accepted, produced int64) (inserted bool, err error) {
 	ident, err := o.identID(tx, p.Identity)
 	if err != nil {
-		return err
+		return false, err
 	}
-	return o.insertRow(tx, ident, p, accepted, produced)
+	if p.Kind == Reported {
+		if p.patch, err = decodePatch(p.Body); err == nil {
+			merged, err := o.mergeReported(tx, ident, p, produced)
+			if err != nil || merged {
+				return false, err
+			}
+		}
+	}
+	return true, o.insertRow(tx, ident, p, accepted, produced)
 }
 
 // insertRow makes room for p and inserts it, with p.seq when set.

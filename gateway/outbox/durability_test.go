@@ -161,6 +161,28 @@ func TestSpill(t *testing.T) {
 		awaitStats(t, o, "deferred deletes done", func(s Stats) bool { return s.AckDeferred == 0 && s.Acked == 25 })
 		awaitRows(t, path, 0)
 	})
+	t.Run("a spilled reported patch merges into the queued row", func(t *testing.T) {
+		path := filepath.Join(t.TempDir(), "gateway.db")
+		o := openAt(t, path, Options{Durability: Spill, SpillAfter: time.Hour})
+		accept(t, o, rep("dev-1", `{"a":1,"b":1}`))
+		if err := o.spillAll(t.Context()); err != nil {
+			t.Fatal(err)
+		}
+		id := accept(t, o, rep("dev-1", `{"b":2,"c":3}`))
+		if err := o.spillAll(t.Context()); err != nil {
+			t.Fatal(err)
+		}
+		if n := rowsOnDisk(t, path); n != 1 {
+			t.Fatalf("%d rows on disk after two spills of one identity's reported state, want 1", n)
+		}
+		es := next(t, o, "dev-1", 10)
+		if len(es) != 1 || es[0].ID != id || string(es[0].Body) != `{"a":1,"b":2,"c":3}` {
+			t.Fatalf("queued %+v, want one merged patch with the last id", es)
+		}
+		if st := stats(t, o); st.Spilled != 1 || st.Depth != 1 || st.Accepted != 2 {
+			t.Fatalf("stats %+v, want 1 spilled row, depth 1, 2 accepted", st)
+		}
+	})
 	t.Run("over the memory bound the oldest are spilled at once", func(t *testing.T) {
 		path := filepath.Join(t.TempDir(), "gateway.db")
 		o, err := Open(path, Options{Durability: Spill, SpillAfter: time.Hour, MemoryBytes: 64 << 10})

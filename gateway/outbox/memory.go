@@ -242,14 +242,19 @@ func (o *Outbox) spill(ctx context.Context, pick func(m *memEntry, now time.Time
 			ins = append(ins, m)
 		}
 		o.mu.Unlock()
+		rows := 0
 		for _, m := range ins {
 			p := prepared{Message: m.e.Message, props: m.props, size: m.size, seq: m.e.Seq}
-			if err := o.insertTx(tx, p, m.e.AcceptedAt.UnixNano(), m.e.ProducedAt.UnixNano()); err != nil {
+			inserted, err := o.insertTx(tx, p, m.e.AcceptedAt.UnixNano(), m.e.ProducedAt.UnixNano())
+			if err != nil {
 				return err
+			}
+			if inserted {
+				rows++
 			}
 		}
 		o.mu.Lock()
-		o.c.spilled += int64(len(ins))
+		o.c.spilled += int64(rows)
 		o.mu.Unlock()
 		return nil
 	})

@@ -153,7 +153,7 @@ type Stats struct {
 	Durability   string // the durability mode
 	Memory       int64  // entries held in memory (Spill; included in Depth)
 	MemoryBytes  int64  // their accounted bytes (not included in Bytes, a disk figure)
-	Spilled      int64  // entries moved from memory to the database
+	Spilled      int64  // rows the spills inserted (a reported patch merged into a queued row adds none)
 	AckDeferred  int64  // acknowledged telemetry rows whose delete is not committed yet
 	LostInMemory int64  // entries held in memory when a previous run ended without Close (a crash), summed over restarts; needs Options.HeldFile
 }
