@@ -140,7 +140,7 @@ func (o *Outbox) flushAcksTx(tx *sql.Tx, prefixOnly bool) error {
 	o.mu.Unlock()
 	slices.Sort(seqs)
 	if prefixOnly {
-		end, err := o.ackedPrefix(tx, len(seqs))
+		end, err := o.ackedPrefix(tx, seqs)
 		if err != nil {
 			return err
 		}
@@ -177,11 +177,12 @@ func (o *Outbox) flushAcksTx(tx *sql.Tx, prefixOnly bool) error {
 	return nil
 }
 
-// ackedPrefix returns how many of the n smallest deferred seqs (sorted)
-// lie below the oldest database row that is not deferred: the rows that
-// can go without rewriting pages other rows still live on.
-func (o *Outbox) ackedPrefix(tx *sql.Tx, n int) (int, error) {
-	rows, err := tx.Query(`SELECT seq FROM outbox_msg ORDER BY seq LIMIT ?`, n+1)
+// ackedPrefix returns how many of the deferred seqs (sorted) can go
+// without rewriting pages that rows still queued live on: those below the
+// oldest database row that is not deferred. A deferred seq with no row
+// (acked again after its delete) counts too, when below it.
+func (o *Outbox) ackedPrefix(tx *sql.Tx, seqs []int64) (int, error) {
+	rows, err := tx.Query(`SELECT seq FROM outbox_msg ORDER BY seq LIMIT ?`, len(seqs)+1)
 	if err != nil {
 		return 0, fmt.Errorf("find acked outbox prefix: %w", err)
 	}
@@ -192,27 +193,32 @@ func (o *Outbox) ackedPrefix(tx *sql.Tx, n int) (int, error) {
 		if err := rows.Scan(&seq); err != nil {
 			return 0, fmt.Errorf("find acked outbox prefix: %w", err)
 		}
-		o.mu.Lock()
-		acked := o.deferredLocked(seq)
-		o.mu.Unlock()
-		if !acked {
-			break
+		for k < len(seqs) && seqs[k] < seq {
+			k++ // no such row
+		}
+		if k == len(seqs) || seqs[k] != seq {
+			return k, nil // seq is queued and not acknowledged: the prefix ends here
 		}
 		k++
 	}
 	if err := rows.Err(); err != nil {
 		return 0, fmt.Errorf("find acked outbox prefix: %w", err)
 	}
-	// A deferred seq whose row is gone (acked again after its delete)
-	// sorts first and leaves the set with this delete; the prefix row it
-	// displaces waits for the next one.
-	return min(k, n), nil
+	return len(seqs), nil // every row scanned was deferred, and nothing lies beyond
 }
+
+// fullAckEvery: every this many periodic deletes, the ackFlusher deletes
+// every deferred row, not only the prefix. It bounds how long rows stay
+// deferred behind an identity that does not drain (its oldest row holds
+// the prefix back), and how long a deferred receipt whose row is gone
+// (acked again after its delete) keeps a row's worth of its identity's
+// depth hidden from Pending.
+const fullAckEvery = 30
 
 // ackFlusher commits the deferred deletes AckEvery after the first one.
 func (o *Outbox) ackFlusher(ctx context.Context) {
 	defer close(o.acks.done)
-	for {
+	for round := 1; ; round++ {
 		select {
 		case <-ctx.Done():
 			return
@@ -225,7 +231,11 @@ func (o *Outbox) ackFlusher(ctx context.Context) {
 			return
 		case <-t.C:
 		}
-		if err := o.flushAckPrefix(ctx); err != nil && ctx.Err() == nil {
+		flush := o.flushAckPrefix
+		if round%fullAckEvery == 0 {
+			flush = o.flushAcks
+		}
+		if err := flush(ctx); err != nil && ctx.Err() == nil {
 			o.log.Warn("delete acked outbox entries", "error", err)
 		}
 		o.mu.Lock()

@@ -102,6 +102,33 @@ func TestDeferredAcks(t *testing.T) {
 		}
 		awaitRows(t, path, 0)
 	})
+	t.Run("an ack after the delete hides nothing for long", func(t *testing.T) {
+		path := filepath.Join(t.TempDir(), "gateway.db")
+		const every = 50 * time.Millisecond
+		o := openAt(t, path, Options{Durability: Batched, BatchEvery: time.Millisecond, AckEvery: every})
+		acceptN(t, o, "dev-1", 0, 2)
+		es := next(t, o, "dev-1", 2)
+		if err := o.Ack(t.Context(), es[0].Receipt()); err != nil {
+			t.Fatal(err)
+		}
+		awaitRows(t, path, 1)
+		if err := o.Ack(t.Context(), es[0].Receipt()); err != nil { // its row is gone
+			t.Fatal(err)
+		}
+		// The periodic delete drops the receipt (it is below the queue's
+		// head), so dev-1's last entry is pending again within a few
+		// periods, not only at the full delete every fullAckEvery periods.
+		deadline := time.Now().Add(10 * every)
+		for o.Pending()["dev-1"] != 1 {
+			if time.Now().After(deadline) {
+				t.Fatalf("pending %v %v after the second ack, want dev-1:1", o.Pending(), 10*every)
+			}
+			<-time.After(5 * time.Millisecond)
+		}
+		if got := next(t, o, "dev-1", 10); len(got) != 1 || got[0].ID != es[1].ID {
+			t.Fatalf("next %+v, want the entry not acked", got)
+		}
+	})
 	t.Run("every_message deletes in the ack's commit", func(t *testing.T) {
 		path := filepath.Join(t.TempDir(), "gateway.db")
 		o := openAt(t, path, Options{})

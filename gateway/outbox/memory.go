@@ -430,8 +430,12 @@ func (o *Outbox) memAck(rs []Receipt, reason dropReason) []Receipt {
 		o.mem.lastAck = time.Now()
 		if m.spilling {
 			// The row may be committed: the database removal counts it if so,
-			// and the spill counts it if it skipped the entry.
+			// and the spill counts it if it skipped the entry. Its delete is
+			// not deferred (kind cleared): a deferred receipt whose row never
+			// came would hide a row's worth of the identity's depth from
+			// Pending until the next full delete.
 			m.acked = true
+			r.kind = 0
 			rest = append(rest, r)
 			continue
 		}
