@@ -16,7 +16,8 @@ package outbox
 // therefore takes only the acknowledged prefix of the queue (every row up
 // to the oldest one not acknowledged), whose pages are emptied and freed
 // together; rows acknowledged beyond it wait, hidden, for the prefix to
-// reach them. Only when AckRows are deferred is everything deleted at once.
+// reach them. Everything is deleted at once every fullAckEvery periods,
+// when AckRows are deferred, and at Close.
 //
 // The price is duplicates after a crash, never a loss: a deferred row is
 // still in the database, so a restart hands it out again (with its message

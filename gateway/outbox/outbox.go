@@ -173,9 +173,11 @@ type Options struct {
 	// AckEvery and AckRows defer the deletes of acknowledged telemetry rows
 	// (Spill and Batched only; EveryMessage deletes in the Ack's commit):
 	// Ack hides the rows from Next at once and the deletes are committed
-	// together, sorted by sequence, AckEvery after the first deferred ack
-	// (default 1s) or as soon as AckRows are deferred (default
-	// DefaultAckRows; that Ack waits for the commit), and at Close. A crash
+	// together, sorted by sequence: every AckEvery while some are deferred
+	// (default 1s) those forming the acknowledged head of the queue, and
+	// all of them every 30 periods, as soon as AckRows are deferred
+	// (default DefaultAckRows; that Ack waits for the commit) and at
+	// Close (see ackdefer.go). A crash
 	// sends the deferred rows again: at most AckRows plus the acks of the
 	// calls that were adding to a full set at the time.
 	AckEvery time.Duration
