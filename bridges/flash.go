@@ -3,6 +3,7 @@ package bridges
 import (
 	"context"
 	"fmt"
+	"strings"
 
 	"github.com/drover-iot/drover/bridges/bus"
 	"github.com/drover-iot/drover/plugins"
@@ -43,7 +44,8 @@ func (b *Bridges) Flash(ctx context.Context, deviceID string, req plugins.FlashR
 	if !o.Force && d.spec.InUse != nil {
 		if st, body := d.checkInUse(ctx, "firmwareUpdate"); st != 0 {
 			// Held or not checkable: both mean "not now" for a flash.
-			return plugins.Errorf(plugins.CodeInUse, "%v", bodyError(body))
+			// The code already says "in use"; keep the rule's own words.
+			return plugins.Errorf(plugins.CodeInUse, "%s", strings.TrimPrefix(fmt.Sprint(bodyError(body)), "device in use: "))
 		}
 	}
 	req.DeviceID = deviceID
