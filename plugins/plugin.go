@@ -176,9 +176,21 @@ type FlashRequest struct {
 	ResumeOffset int64           // bytes already confirmed by the device in an earlier attempt
 }
 
+// Flash phases, as FlashEvent.Phase: every plugin reports these, so the
+// gateway's firmware job drives them alike (docs/firmware.md).
+const (
+	PhaseUploading  = "uploading"   // image bytes go to the device (Done/Total)
+	PhaseVerifying  = "verifying"   // the device checks what it received
+	PhaseApplying   = "applying"    // the device is told to take the new image
+	PhaseRebooting  = "rebooting"   // the device restarts into it
+	PhaseConfirming = "confirming"  // the plugin checks the device runs it, and confirms it
+	PhaseDone       = "done"        // the device runs the new image, confirmed
+	PhaseRolledBack = "rolled-back" // the new image did not stay: the old one runs again
+)
+
 // FlashEvent is one progress report of Flash.
 type FlashEvent struct {
-	Phase   string // "uploading", "verifying", "applying", "rebooting", "confirming", "done"
+	Phase   string // one of the Phase constants
 	Done    int64
 	Total   int64
 	Message string

@@ -16,17 +16,6 @@ import (
 	"github.com/drover-iot/drover/plugins"
 )
 
-// Flash phases a plugin reports (plugins.FlashEvent.Phase).
-const (
-	phaseUploading  = "uploading"
-	phaseVerifying  = "verifying"
-	phaseApplying   = "applying"
-	phaseRebooting  = "rebooting"
-	phaseConfirming = "confirming"
-	phaseDone       = "done"
-	phaseRolledBack = "rolled-back"
-)
-
 // fwFailure is a failure with the result code the device reports, for
 // outcomes the firmware library does not classify (the plugin's).
 type fwFailure struct {
@@ -158,9 +147,9 @@ func flashError(err error, lastPhase string) (error, bool) {
 		// The bus or port is gone or the plugin is down: wait for it;
 		// the next attempt resumes from the device's offset.
 		return fmt.Errorf("%w: %w", jobs.ErrOffline, err), false
-	case lastPhase == phaseRolledBack || strings.Contains(err.Error(), "rolled-back:"):
+	case lastPhase == plugins.PhaseRolledBack || strings.Contains(err.Error(), "rolled-back:"):
 		return fwFailure{firmware.ResultRolledBack, err}, false
-	case code == plugins.CodeTimeout && (lastPhase == phaseRebooting || lastPhase == phaseConfirming):
+	case code == plugins.CodeTimeout && (lastPhase == plugins.PhaseRebooting || lastPhase == plugins.PhaseConfirming):
 		return fwFailure{firmware.ResultBootFailed, err}, false
 	case code == plugins.CodeTimeout, code == plugins.CodeGatewayPath, code == plugins.CodeGatewayTarget:
 		return fwFailure{firmware.ResultTransferError, err}, true // silent mid-upload: resume later
@@ -259,14 +248,14 @@ func (r *fwReport) percent(p int) {
 // flashEvent maps a plugin's flash phase onto reported.firmware.
 func (r *fwReport) flashEvent(ev plugins.FlashEvent) {
 	switch ev.Phase {
-	case phaseUploading, phaseVerifying, phaseApplying:
+	case plugins.PhaseUploading, plugins.PhaseVerifying, plugins.PhaseApplying:
 		r.to(firmware.StatusApplying, "flashing")
 		if ev.Total > 0 {
 			r.percent(firmware.Percent(ev.Done, ev.Total))
 		}
-	case phaseRebooting:
+	case plugins.PhaseRebooting:
 		r.to(firmware.StatusRebooting, "device restarting into "+r.version)
-	case phaseConfirming:
+	case plugins.PhaseConfirming:
 		r.to(firmware.StatusConfirming, "confirming "+r.version)
 	}
 }

@@ -35,12 +35,12 @@ func TestFlashError(t *testing.T) {
 		retryable bool
 	}{
 		{"in-use rule holds", plugins.Errorf(plugins.CodeInUse, "running == true"), "", jobs.ErrInUse, "", false},
-		{"port gone", plugins.Errorf(plugins.CodeUnavailable, "open /dev/ttyUSB0: no such file"), phaseUploading, jobs.ErrOffline, "", false},
-		{"silent mid-upload resumes", plugins.Errorf(plugins.CodeTimeout, "no answer"), phaseUploading, nil, firmware.ResultTransferError, true},
-		{"silent after the reset", plugins.Errorf(plugins.CodeTimeout, "did not answer within 2m of its reset"), phaseRebooting, nil, firmware.ResultBootFailed, false},
-		{"rolled back", plugins.Errorf(plugins.CodeDeviceError, "rolled-back: device mcu-1 runs 1.0.0 again"), phaseRolledBack, nil, firmware.ResultRolledBack, false},
-		{"rolled back, event lost", plugins.Errorf(plugins.CodeDeviceError, "rolled-back: device mcu-1 runs 1.0.0 again"), phaseConfirming, nil, firmware.ResultRolledBack, false},
-		{"device refuses the image", plugins.Errorf(plugins.CodeDeviceError, "image upload rc 3"), phaseUploading, nil, firmware.ResultDeviceRejected, false},
+		{"port gone", plugins.Errorf(plugins.CodeUnavailable, "open /dev/ttyUSB0: no such file"), plugins.PhaseUploading, jobs.ErrOffline, "", false},
+		{"silent mid-upload resumes", plugins.Errorf(plugins.CodeTimeout, "no answer"), plugins.PhaseUploading, nil, firmware.ResultTransferError, true},
+		{"silent after the reset", plugins.Errorf(plugins.CodeTimeout, "did not answer within 2m of its reset"), plugins.PhaseRebooting, nil, firmware.ResultBootFailed, false},
+		{"rolled back", plugins.Errorf(plugins.CodeDeviceError, "rolled-back: device mcu-1 runs 1.0.0 again"), plugins.PhaseRolledBack, nil, firmware.ResultRolledBack, false},
+		{"rolled back, event lost", plugins.Errorf(plugins.CodeDeviceError, "rolled-back: device mcu-1 runs 1.0.0 again"), plugins.PhaseConfirming, nil, firmware.ResultRolledBack, false},
+		{"device refuses the image", plugins.Errorf(plugins.CodeDeviceError, "image upload rc 3"), plugins.PhaseUploading, nil, firmware.ResultDeviceRejected, false},
 		{"not an image for this plugin", plugins.Errorf(plugins.CodeInvalid, "not an MCUboot image"), "", nil, firmware.ResultDeviceRejected, false},
 	} {
 		t.Run(c.name, func(t *testing.T) {

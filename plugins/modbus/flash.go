@@ -20,18 +20,6 @@ import (
 	"github.com/drover-iot/drover/plugins/internal/jsonfields"
 )
 
-// Flash phases, as FlashEvent.Phase: the serial plugin's, so the gateway's
-// firmware job drives both plugins alike.
-const (
-	PhaseUploading  = "uploading"
-	PhaseVerifying  = "verifying"
-	PhaseApplying   = "applying"
-	PhaseRebooting  = "rebooting"
-	PhaseConfirming = "confirming"
-	PhaseDone       = "done"
-	PhaseRolledBack = "rolled-back"
-)
-
 // Values of the firmware control register (the gateway writes them).
 const (
 	FlashBegin  = 1 // start a transfer of image_size bytes with CRC crc: erase, offset 0
@@ -210,7 +198,7 @@ func (fl *flasher) run(ctx context.Context, hint int64) error {
 	fl.old = running
 	if sameVersion(running, fl.want) {
 		fl.log.Info("firmware already running", "version", running)
-		fl.event(PhaseDone, "already running version "+running+"; nothing sent", fl.total())
+		fl.event(plugins.PhaseDone, "already running version "+running+"; nothing sent", fl.total())
 		return nil
 	}
 	st, err := fl.settled(ctx)
@@ -223,7 +211,7 @@ func (fl *flasher) run(ctx context.Context, hint int64) error {
 		// device came back: wait for it and confirm.
 		return fl.finish(ctx, false)
 	case st.status == FlashVerified && fl.holds(st):
-		fl.event(PhaseUploading, "the device holds this image, verified", fl.total())
+		fl.event(plugins.PhaseUploading, "the device holds this image, verified", fl.total())
 		return fl.apply(ctx)
 	case st.status == FlashReceiving && fl.holds(st) && int64(st.offset) <= fl.total():
 		// Resume: the device keeps what it received.
@@ -276,7 +264,7 @@ func (fl *flasher) upload(ctx context.Context, from, hint int64) error {
 	if from > 0 {
 		msg = fmt.Sprintf("resuming at offset %d held by the device; %s", from, msg)
 	}
-	fl.event(PhaseUploading, msg, from)
+	fl.event(plugins.PhaseUploading, msg, from)
 	start, lastAt, lastDone := time.Now(), time.Now(), from
 	resyncs := 0
 	for off := from; off < total; {
@@ -308,7 +296,7 @@ func (fl *flasher) upload(ctx context.Context, from, hint int64) error {
 		}
 		off += n
 		if off == total || off-lastDone >= total/100 || time.Since(lastAt) >= progressPeriod {
-			fl.event(PhaseUploading, "", off)
+			fl.event(plugins.PhaseUploading, "", off)
 			lastDone, lastAt = off, time.Now()
 		}
 	}
@@ -328,7 +316,7 @@ func (fl *flasher) upload(ctx context.Context, from, hint int64) error {
 
 // commit asks the device to check the image's CRC and waits for its verdict.
 func (fl *flasher) commit(ctx context.Context) error {
-	fl.event(PhaseVerifying, fmt.Sprintf("the device checks CRC-32 %08x", fl.crc), fl.total())
+	fl.event(plugins.PhaseVerifying, fmt.Sprintf("the device checks CRC-32 %08x", fl.crc), fl.total())
 	if err := fl.commandChecked(ctx, FlashCommit, func(s uint16) bool { return s != FlashReceiving }); err != nil {
 		return fl.fail("commit", err)
 	}
@@ -374,7 +362,7 @@ func (fl *flasher) commandChecked(ctx context.Context, cmd uint16, tookEffect fu
 // is no reason to resend (awaitReboot resends if the device is still
 // verified, not applying, so the command was lost).
 func (fl *flasher) apply(ctx context.Context) error {
-	fl.event(PhaseApplying, "the device boots the verified image", fl.total())
+	fl.event(plugins.PhaseApplying, "the device boots the verified image", fl.total())
 	if err := fl.command(ctx, fl.probeClient(), FlashApply); err != nil && !(retryable(err) && ctx.Err() == nil) {
 		return fl.fail("apply", err)
 	}
@@ -383,11 +371,11 @@ func (fl *flasher) apply(ctx context.Context) error {
 
 // finish waits for the device to come back and compares its version.
 func (fl *flasher) finish(ctx context.Context, applied bool) error {
-	fl.event(PhaseRebooting, "", fl.total())
+	fl.event(plugins.PhaseRebooting, "", fl.total())
 	if err := fl.awaitReboot(ctx); err != nil {
 		return err
 	}
-	fl.event(PhaseConfirming, "", fl.total())
+	fl.event(plugins.PhaseConfirming, "", fl.total())
 	now, err := fl.version(ctx, fl.dev.client)
 	if err != nil {
 		return fl.fail("read firmware version after reboot", err)
@@ -397,11 +385,11 @@ func (fl *flasher) finish(ctx context.Context, applied bool) error {
 		if !applied || !sameVersion(now, fl.old) {
 			msg = fmt.Sprintf("rolled-back: device %s runs %s, neither the old %s nor the new %s", fl.dev.id, now, fl.old, fl.want)
 		}
-		fl.event(PhaseRolledBack, msg, fl.total())
+		fl.event(plugins.PhaseRolledBack, msg, fl.total())
 		fl.log.Warn("flash rolled back", "running", now, "wanted", fl.want)
 		return plugins.Errorf(plugins.CodeDeviceError, "%s", msg)
 	}
-	fl.event(PhaseDone, "running version "+now, fl.total())
+	fl.event(plugins.PhaseDone, "running version "+now, fl.total())
 	fl.log.Info("flash done", "version", now, "was", fl.old)
 	return nil
 }

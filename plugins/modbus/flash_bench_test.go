@@ -65,9 +65,9 @@ func BenchmarkModbusFlash(b *testing.B) {
 				var t0, t1 time.Time
 				err := r.d.Flash(ctx, req, func(ev plugins.FlashEvent) {
 					switch {
-					case ev.Phase == PhaseUploading && t0.IsZero():
+					case ev.Phase == plugins.PhaseUploading && t0.IsZero():
 						t0 = time.Now()
-					case ev.Phase == PhaseVerifying && t1.IsZero():
+					case ev.Phase == plugins.PhaseVerifying && t1.IsZero():
 						t1 = time.Now()
 					}
 				})

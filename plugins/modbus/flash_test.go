@@ -226,7 +226,7 @@ func blockCount(records bool, from, size int) int {
 	return n
 }
 
-var fullPhases = []string{PhaseUploading, PhaseVerifying, PhaseApplying, PhaseRebooting, PhaseConfirming, PhaseDone}
+var fullPhases = []string{plugins.PhaseUploading, plugins.PhaseVerifying, plugins.PhaseApplying, plugins.PhaseRebooting, plugins.PhaseConfirming, plugins.PhaseDone}
 
 // TestFlash flashes a new version over TCP and RTU, with each version
 // source, and checks the phases, the progress, the device's state and
@@ -264,7 +264,7 @@ func TestFlash(t *testing.T) {
 			ups := 0
 			var prev int64 = -1
 			for _, e := range ev.evs {
-				if e.Phase == PhaseUploading {
+				if e.Phase == plugins.PhaseUploading {
 					ups++
 					if e.Done < prev || e.Done > e.Total {
 						t.Errorf("upload progress %d/%d after %d", e.Done, e.Total, prev)
@@ -303,7 +303,7 @@ func TestFlashResume(t *testing.T) {
 			req := r.image(t, "1.3.0", modbussim.FirmwareImage("1.3.0", size))
 			ctx, cancel := context.WithCancel(testContext(t))
 			err := r.d.Flash(ctx, req, func(ev plugins.FlashEvent) {
-				if ev.Phase == PhaseUploading && ev.Done >= size/2 {
+				if ev.Phase == plugins.PhaseUploading && ev.Done >= size/2 {
 					cancel()
 				}
 			})
@@ -329,10 +329,10 @@ func TestFlashResume(t *testing.T) {
 				t.Errorf("second run: %d bytes, %d duplicates, %d begins; want %d, %d, 1",
 					after.BlockBytes-before.BlockBytes, after.Duplicates, after.Begins, left, before.Duplicates)
 			}
-			if first, _ := ev.first(PhaseUploading); first.Done != int64(before.Offset) || !strings.Contains(first.Message, fmt.Sprintf("resuming at offset %d", before.Offset)) {
+			if first, _ := ev.first(plugins.PhaseUploading); first.Done != int64(before.Offset) || !strings.Contains(first.Message, fmt.Sprintf("resuming at offset %d", before.Offset)) {
 				t.Errorf("first upload event %+v, want it at the device's offset %d", first, before.Offset)
 			}
-			if after.Running != "1.3.0" || ev.last().Phase != PhaseDone {
+			if after.Running != "1.3.0" || ev.last().Phase != plugins.PhaseDone {
 				t.Errorf("after resume: running %s, last event %+v", after.Running, ev.last())
 			}
 		})
@@ -349,7 +349,7 @@ func TestFlashAlreadyRunning(t *testing.T) {
 	if err := r.d.Flash(testContext(t), req, ev.add); err != nil {
 		t.Fatal(err)
 	}
-	if got := ev.phases(); len(got) != 1 || got[0] != PhaseDone {
+	if got := ev.phases(); len(got) != 1 || got[0] != plugins.PhaseDone {
 		t.Errorf("phases %v, want [done]", got)
 	}
 	if st := r.fw(t, 1); st.Begins != 0 || st.Blocks != 0 || st.Applies != 0 {
@@ -362,7 +362,7 @@ func TestFlashAlreadyRunning(t *testing.T) {
 	}
 	before := r.fw(t, 1)
 	ev = events{}
-	if err := r.d.Flash(testContext(t), req, ev.add); err != nil || ev.last().Phase != PhaseDone || len(ev.evs) != 1 {
+	if err := r.d.Flash(testContext(t), req, ev.add); err != nil || ev.last().Phase != plugins.PhaseDone || len(ev.evs) != 1 {
 		t.Errorf("re-run: %v, events %+v", err, ev.evs)
 	}
 	if after := r.fw(t, 1); after.Blocks != before.Blocks || after.Applies != before.Applies {
@@ -407,7 +407,7 @@ func TestFlashRefused(t *testing.T) {
 				t.Errorf("device after refusal: %+v, want 1.0.0 and nothing applied", st)
 			}
 			for _, e := range ev.evs {
-				if e.Phase == PhaseApplying || e.Phase == PhaseDone {
+				if e.Phase == plugins.PhaseApplying || e.Phase == plugins.PhaseDone {
 					t.Errorf("event %+v after a refusal", e)
 				}
 			}
@@ -441,7 +441,7 @@ func TestFlashRolledBack(t *testing.T) {
 	if !errors.As(err, &pe) || pe.Code != plugins.CodeDeviceError || !strings.HasPrefix(pe.Msg, "rolled-back: device pump-1 runs 1.0.0 again") {
 		t.Fatalf("Flash: %v, want device-error rolled-back: …", err)
 	}
-	if l := ev.last(); l.Phase != PhaseRolledBack || !strings.HasPrefix(l.Message, "rolled-back:") {
+	if l := ev.last(); l.Phase != plugins.PhaseRolledBack || !strings.HasPrefix(l.Message, "rolled-back:") {
 		t.Errorf("last event %+v, want rolled-back", l)
 	}
 	if st := r.fw(t, 1); st.Running != "1.0.0" || st.Rollbacks != 1 || st.Applies != 1 {
@@ -463,7 +463,7 @@ func TestFlashSharesTheBus(t *testing.T) {
 			checked := false
 			var cbErr []string
 			err := r.d.Flash(ctx, req, func(ev plugins.FlashEvent) {
-				if ev.Phase != PhaseUploading || ev.Done == 0 || checked {
+				if ev.Phase != plugins.PhaseUploading || ev.Done == 0 || checked {
 					return
 				}
 				checked = true
@@ -509,7 +509,7 @@ func TestFlashOverGRPC(t *testing.T) {
 	if !errors.As(err, &pe) || pe.Code != plugins.CodeDeviceError || !strings.HasPrefix(pe.Msg, "rolled-back: device pump-1 runs 1.1.0 again") {
 		t.Errorf("rollback over gRPC: %#v", err)
 	}
-	if ev.last().Phase != PhaseRolledBack {
+	if ev.last().Phase != plugins.PhaseRolledBack {
 		t.Errorf("last event %+v", ev.last())
 	}
 }
@@ -543,7 +543,7 @@ func TestFlashGarbledAnswers(t *testing.T) {
 // block is sent again, the transfer is not begun anew, and a verified
 // image is not committed twice.
 func TestFlashCutBetweenSteps(t *testing.T) {
-	for _, phase := range []string{PhaseVerifying, PhaseApplying} {
+	for _, phase := range []string{plugins.PhaseVerifying, plugins.PhaseApplying} {
 		t.Run(phase, func(t *testing.T) {
 			r := newFlashRig(t, rigOpts{})
 			req := r.image(t, "6.0.0", modbussim.FirmwareImage("6.0.0", 5000))
@@ -566,7 +566,7 @@ func TestFlashCutBetweenSteps(t *testing.T) {
 			if after.Running != "6.0.0" || after.Blocks != before.Blocks || after.Begins != 1 || after.Commits != 1 || after.Applies != 1 {
 				t.Errorf("after the second run: %+v (before it: %+v)", after, before)
 			}
-			if ev.last().Phase != PhaseDone {
+			if ev.last().Phase != plugins.PhaseDone {
 				t.Errorf("last event %+v", ev.last())
 			}
 		})

@@ -19,17 +19,6 @@ import (
 	"github.com/drover-iot/drover/plugins/internal/jsonfields"
 )
 
-// Flash phases, as FlashEvent.Phase.
-const (
-	PhaseUploading  = "uploading"
-	PhaseVerifying  = "verifying"
-	PhaseApplying   = "applying"
-	PhaseRebooting  = "rebooting"
-	PhaseConfirming = "confirming"
-	PhaseDone       = "done"
-	PhaseRolledBack = "rolled-back"
-)
-
 // progressPeriod throttles upload progress: an event per percent of the
 // image, or per progressPeriod, whichever comes first.
 const progressPeriod = time.Second
@@ -145,9 +134,9 @@ func (dev *device) flash(ctx context.Context, c *smp.Client, img []byte, meta mc
 
 	// Upload, unless the secondary slot already holds the image.
 	if s := findImage(imgs, meta); s != nil {
-		emit(plugins.FlashEvent{Phase: PhaseUploading, Done: total, Total: total, Message: "image already in slot " + fmt.Sprint(s.Slot)})
+		emit(plugins.FlashEvent{Phase: plugins.PhaseUploading, Done: total, Total: total, Message: "image already in slot " + fmt.Sprint(s.Slot)})
 	} else {
-		emit(plugins.FlashEvent{Phase: PhaseUploading, Done: 0, Total: total,
+		emit(plugins.FlashEvent{Phase: plugins.PhaseUploading, Done: 0, Total: total,
 			Message: fmt.Sprintf("version %s, %d bytes (gateway's resume offset %d; the device's offset decides)", meta.Version, total, resume)})
 		var lastDone int64
 		lastAt := time.Now()
@@ -161,7 +150,7 @@ func (dev *device) flash(ctx context.Context, c *smp.Client, img []byte, meta mc
 			}
 			first = false
 			if done == total || msg != "" || done-lastDone >= total/100 || time.Since(lastAt) >= progressPeriod {
-				emit(plugins.FlashEvent{Phase: PhaseUploading, Done: done, Total: total, Message: msg})
+				emit(plugins.FlashEvent{Phase: plugins.PhaseUploading, Done: done, Total: total, Message: msg})
 				lastDone, lastAt = done, time.Now()
 			}
 		}})
@@ -173,7 +162,7 @@ func (dev *device) flash(ctx context.Context, c *smp.Client, img []byte, meta mc
 			"bytes_per_s", int(float64(total)/max(el.Seconds(), 1e-3)), "stats", fmt.Sprintf("%+v", c.Stats()))
 	}
 
-	emit(plugins.FlashEvent{Phase: PhaseVerifying, Done: total, Total: total})
+	emit(plugins.FlashEvent{Phase: plugins.PhaseVerifying, Done: total, Total: total})
 	if imgs, err = c.ImageState(ctx); err != nil {
 		return fail("read image list after upload", err)
 	}
@@ -182,7 +171,7 @@ func (dev *device) flash(ctx context.Context, c *smp.Client, img []byte, meta mc
 		return plugins.Errorf(plugins.CodeDeviceError, "flash %s: after the upload the device lists no image with hash %x (version %s)", id, meta.Hash, meta.Version)
 	}
 
-	emit(plugins.FlashEvent{Phase: PhaseApplying, Done: total, Total: total, Message: "marking the new image for test"})
+	emit(plugins.FlashEvent{Phase: plugins.PhaseApplying, Done: total, Total: total, Message: "marking the new image for test"})
 	if !slot.Pending {
 		_, err := c.ImageTest(ctx, meta.Hash)
 		if smp.IsGroupRC(err, smp.GroupImage, smp.ImgErrImageAlreadyPending) || smp.IsRC(err, smp.EBADSTATE) {
@@ -199,7 +188,7 @@ func (dev *device) flash(ctx context.Context, c *smp.Client, img []byte, meta mc
 		}
 	}
 
-	emit(plugins.FlashEvent{Phase: PhaseRebooting, Done: total, Total: total})
+	emit(plugins.FlashEvent{Phase: plugins.PhaseRebooting, Done: total, Total: total})
 	if _, err := dev.reset(ctx, c, "flash", false); err != nil {
 		return err
 	}
@@ -228,7 +217,7 @@ func (dev *device) flash(ctx context.Context, c *smp.Client, img []byte, meta mc
 		if now != nil && now.Version != oldVersion {
 			msg = fmt.Sprintf("rolled-back: device %s runs %s, neither the old %s nor the new %s", id, running, oldVersion, meta.Version)
 		}
-		emit(plugins.FlashEvent{Phase: PhaseRolledBack, Done: total, Total: total, Message: msg})
+		emit(plugins.FlashEvent{Phase: plugins.PhaseRolledBack, Done: total, Total: total, Message: msg})
 		dev.log.Warn("flash rolled back", "running", running, "wanted", meta.Version.String())
 		return plugins.Errorf(plugins.CodeDeviceError, "%s", msg)
 	}
@@ -238,7 +227,7 @@ func (dev *device) flash(ctx context.Context, c *smp.Client, img []byte, meta mc
 // confirm makes the running new image permanent (unless it already is)
 // and reports done.
 func (dev *device) confirm(ctx context.Context, c *smp.Client, meta mcuboot.Image, running *smp.ImageSlot, total int64, emit func(plugins.FlashEvent)) error {
-	emit(plugins.FlashEvent{Phase: PhaseConfirming, Done: total, Total: total})
+	emit(plugins.FlashEvent{Phase: plugins.PhaseConfirming, Done: total, Total: total})
 	if !running.Confirmed {
 		imgs, err := c.ImageConfirm(ctx, nil)
 		if err != nil {
@@ -248,7 +237,7 @@ func (dev *device) confirm(ctx context.Context, c *smp.Client, meta mcuboot.Imag
 			return plugins.Errorf(plugins.CodeDeviceError, "flash %s: confirmed, but the device's list shows the running image unconfirmed", dev.id)
 		}
 	}
-	emit(plugins.FlashEvent{Phase: PhaseDone, Done: total, Total: total, Message: "running version " + meta.Version.String() + ", confirmed"})
+	emit(plugins.FlashEvent{Phase: plugins.PhaseDone, Done: total, Total: total, Message: "running version " + meta.Version.String() + ", confirmed"})
 	dev.log.Info("flash done", "version", meta.Version.String())
 	return nil
 }
