@@ -124,7 +124,6 @@ func TestModbusFirmwareEndToEnd(t *testing.T) {
 	if testing.Short() {
 		t.Skip("end-to-end test starts real processes")
 	}
-	ctx := context.Background()
 	r := newModbusFwRig(t)
 	begun := func() int { return r.simCount(`modbussim firmware transfer begun`) }
 
@@ -154,16 +153,7 @@ func TestModbusFirmwareEndToEnd(t *testing.T) {
 	t.Run("gateway SIGKILL mid-upload resumes from the device's offset", func(t *testing.T) {
 		im := r.publishPump("2.6", 256<<10, false)
 		before := begun()
-		res, err := r.svc.InvokeMethod(ctx, "pump-1", serviceclient.MethodRequest{MethodName: "firmwareUpdate", Payload: methodPayload(t, im, nil), ResponseTimeoutInSeconds: 30})
-		if err != nil || res.Status != 202 {
-			t.Fatalf("firmwareUpdate: %+v %v", res, err)
-		}
-		r.eventually(t, 60*time.Second, "flash a fifth through", func() (bool, string) {
-			fw := r.firmware("pump-1")
-			return fw["status"] == "applying" && num(fw["progress"]) >= 20, fmt.Sprint(fw)
-		})
-		r.gw.Kill()
-		<-r.gw.Exited()
+		r.killMidFlash(t, "pump-1", im, 20)
 		status, offset := pumpTransfer(t, r.simTCP)
 		if status != 1 || offset == 0 || offset >= 256<<10 {
 			t.Fatalf("after the kill the pump reports status %d, offset %d: want receiving, part of the image", status, offset)

@@ -318,16 +318,7 @@ func TestFirmwareEndToEnd(t *testing.T) {
 		const big = 128 << 10
 		im := r.publish("1.4.0", "MCU-1", r.trustedKey, big, false)
 		started, resumed := r.simCount(`smpsim upload started`), r.simCount(`smpsim upload resumed`)
-		res, err := r.svc.InvokeMethod(ctx, "mcu-1", serviceclient.MethodRequest{MethodName: "firmwareUpdate", Payload: methodPayload(t, im, nil), ResponseTimeoutInSeconds: 30})
-		if err != nil || res.Status != 202 {
-			t.Fatalf("firmwareUpdate: %+v %v", res, err)
-		}
-		r.eventually(t, 60*time.Second, "flash a third through", func() (bool, string) {
-			fw := r.firmware("mcu-1")
-			return fw["status"] == "applying" && num(fw["progress"]) >= 30, fmt.Sprint(fw)
-		})
-		r.gw.Kill()
-		<-r.gw.Exited()
+		r.killMidFlash(t, "mcu-1", im, 30)
 		r.runGateway()
 		r.watch(t, "mcu-1", 120*time.Second, func(fw map[string]any) bool { return fw["status"] == "current" && fw["currentVersion"] == "1.4.0" })
 		if n := r.simCount(`smpsim upload started`); n != started+1 {
@@ -343,4 +334,20 @@ func TestFirmwareEndToEnd(t *testing.T) {
 			t.Errorf("resumed at offset %d, want past a quarter of %d", off, big)
 		}
 	})
+}
+
+// killMidFlash asks for im on device by direct method and SIGKILLs the
+// gateway once reported.firmware says pct % of it was applied.
+func (r *fwRig) killMidFlash(t *testing.T, device string, im *serviceclient.Image, pct float64) {
+	t.Helper()
+	res, err := r.svc.InvokeMethod(context.Background(), device, serviceclient.MethodRequest{MethodName: "firmwareUpdate", Payload: methodPayload(t, im, nil), ResponseTimeoutInSeconds: 30})
+	if err != nil || res.Status != 202 {
+		t.Fatalf("firmwareUpdate: %+v %v", res, err)
+	}
+	r.eventually(t, 60*time.Second, fmt.Sprintf("flash %v%% through", pct), func() (bool, string) {
+		fw := r.firmware(device)
+		return fw["status"] == "applying" && num(fw["progress"]) >= pct, fmt.Sprint(fw)
+	})
+	r.gw.Kill()
+	<-r.gw.Exited()
 }
