@@ -37,8 +37,17 @@ func (s Sync) pragma() string {
 // path: WAL, the given synchronous mode, a busy timeout, and IMMEDIATE
 // transactions (needed when several packages write to the same file).
 func DSN(path string, s Sync) string {
-	return "file:" + path + "?_journal_mode=WAL&_synchronous=" + s.pragma() + "&_busy_timeout=10000&_txlock=immediate"
+	return "file:" + path + "?_journal_mode=" + journalMode + "&_synchronous=" + s.pragma() + "&_busy_timeout=10000&_txlock=immediate"
 }
+
+// journalMode is SQLite's journal mode for DSN. WAL was measured against
+// the rollback journals (TRUNCATE, PERSIST) for flash wear: a rollback
+// commit writes every page it changes that already existed twice (journal,
+// then file) and fsyncs more often, which costs more than WAL's later
+// checkpoint copy except at 250 or more identities with the uplink down
+// (docs/benchmarks.md, "Journal mode"). A variable so that the wear
+// benchmarks can compare modes (DROVER_BENCH_JOURNAL).
+var journalMode = "WAL"
 
 // rowOverhead is added to every row's accounted size: the integers, the
 // index entry and SQLite's record header, roughly.
