@@ -224,11 +224,7 @@ func (d *Daemon) firmwareMethod(ctx context.Context, device string, payload json
 		if t, err = d.knownTarget(ctx, device, version); err != nil {
 			return http.StatusNotFound, map[string]any{"error": err.Error()}
 		}
-		var force struct {
-			Force bool `json:"force"`
-		}
-		_ = json.Unmarshal(payload, &force)
-		t.Force = force.Force
+		t.Force = decodeForce(payload)
 	}
 	id, err := d.submitFirmware(device, t, "", src)
 	if err != nil {
