@@ -89,9 +89,6 @@ func (e jobExecutor) executeFirmware(ctx context.Context, j jobs.Job, progress f
 		img, err = d.fw.cache.Fetch(ctx, dl, src, s.File)
 	}
 	if err != nil {
-		if ctx.Err() != nil {
-			return end(ctx.Err(), false)
-		}
 		transient := errors.Is(err, firmware.ErrTransfer) || errors.Is(err, firmware.ErrCacheFull)
 		return end(err, transient)
 	}
@@ -108,32 +105,15 @@ func (e jobExecutor) executeFirmware(ctx context.Context, j jobs.Job, progress f
 
 	flat, _ := json.Marshal(map[string]string{"version": s.UpdateID.Version, "sha256": s.File.SHA256})
 	r.to(firmware.StatusApplying, "flashing "+s.UpdateID.Version)
-	var phase phaseLog
 	err = d.bridges.Flash(ctx, j.Device, plugins.FlashRequest{ImagePath: img.Path(), Manifest: flat},
-		bridges.FlashOptions{Force: j.Force}, func(ev plugins.FlashEvent) {
-			phase.set(ev.Phase)
-			r.flashEvent(ev)
-		})
+		bridges.FlashOptions{Force: j.Force}, r.flashEvent)
 	if err != nil {
-		if ctx.Err() != nil {
-			return end(err, false)
-		}
-		err, transient := flashError(err, phase.get())
+		err, transient := flashError(err, r.lastPhase())
 		return end(err, transient)
 	}
 	r.current()
 	return map[string]any{"version": s.UpdateID.Version, "result": string(firmware.ResultSuccess)}, nil
 }
-
-// phaseLog remembers the last flash phase (events arrive on the plugin
-// client's goroutine).
-type phaseLog struct {
-	mu sync.Mutex
-	p  string
-}
-
-func (l *phaseLog) set(p string) { l.mu.Lock(); l.p = p; l.mu.Unlock() }
-func (l *phaseLog) get() string  { l.mu.Lock(); defer l.mu.Unlock(); return l.p }
 
 // flashError classifies a failed flash from the plugin's code and the
 // last phase it reported: whether another attempt may help, and the
@@ -169,6 +149,7 @@ type fwReport struct {
 	mu       sync.Mutex
 	status   firmware.Status
 	throttle firmware.Throttle
+	phase    string // the plugin's last flash phase
 }
 
 func (d *Daemon) newFwReport(j jobs.Job, version, deployment string, progress func(int, string)) *fwReport {
@@ -247,6 +228,9 @@ func (r *fwReport) percent(p int) {
 
 // flashEvent maps a plugin's flash phase onto reported.firmware.
 func (r *fwReport) flashEvent(ev plugins.FlashEvent) {
+	r.mu.Lock()
+	r.phase = ev.Phase
+	r.mu.Unlock()
 	switch ev.Phase {
 	case plugins.PhaseUploading, plugins.PhaseVerifying, plugins.PhaseApplying:
 		r.to(firmware.StatusApplying, "flashing")
@@ -258,6 +242,13 @@ func (r *fwReport) flashEvent(ev plugins.FlashEvent) {
 	case plugins.PhaseConfirming:
 		r.to(firmware.StatusConfirming, "confirming "+r.version)
 	}
+}
+
+// lastPhase is the plugin's last flash phase ("" before any).
+func (r *fwReport) lastPhase() string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.phase
 }
 
 // current reports the device running the new version.
