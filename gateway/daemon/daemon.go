@@ -682,8 +682,10 @@ func (d *Daemon) openState(cfg *config.Config) error {
 	}
 	d.box, err = outbox.New(db, outbox.Options{MaxBytes: int64(cfg.Outbox.MaxBytes), TTL: cfg.Outbox.TTL, OnFull: policy,
 		Durability: durability, SpillAfter: cfg.Outbox.SpillAfter, MemoryBytes: int64(cfg.Outbox.MemoryBytes), BatchEvery: cfg.Outbox.BatchEvery,
-		HeldFile: filepath.Join(cfg.Gateway.DataDir, "outbox.held"),
-		Logger:   d.log.With("component", "outbox"), Now: d.now})
+		HeldFile: filepath.Join(cfg.Gateway.DataDir, "outbox.held"), SpillDir: filepath.Join(cfg.Gateway.DataDir, "outbox-spill"),
+		// Test instrumentation: the soak reads back every spilled message.
+		SpillRetireDir: os.Getenv("DROVER_TEST_SPILL_RETIRE"),
+		Logger:         d.log.With("component", "outbox"), Now: d.now})
 	if err != nil {
 		return fmt.Errorf("outbox in %s: %w", path, err)
 	}

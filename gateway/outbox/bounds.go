@@ -29,41 +29,9 @@ func (o *Outbox) makeRoomExcept(tx *sql.Tx, need, keep int64) error {
 	}
 	// Oldest telemetry first; reported rows only when no telemetry is left.
 	for _, kind := range []Kind{Telemetry, Reported} {
-		// A cursor, not the head again: acknowledged rows waiting for their
-		// deferred delete stay where they are and are stepped over.
-		after := int64(-1 << 63)
-		for over > 0 {
-			rows, err := tx.Query(`SELECT seq, size FROM outbox_msg WHERE kind = ? AND seq <> ? AND seq > ? ORDER BY seq LIMIT 64`, int64(kind), keep, after)
-			if err != nil {
-				return fmt.Errorf("evict from outbox: %w", err)
-			}
-			var seqs []int64
-			n := 0
-			for rows.Next() && over > 0 {
-				n++
-				var seq int64
-				var sizeV any
-				if err := rows.Scan(&seq, &sizeV); err != nil {
-					continue // seq is the rowid: always an integer
-				}
-				after = seq
-				size := asInt(sizeV)
-				o.mu.Lock()
-				acked := o.deferredLocked(seq)
-				o.mu.Unlock()
-				if acked {
-					continue
-				}
-				seqs = append(seqs, seq)
-				over -= max(size, 1)
-			}
-			rows.Close()
-			if n == 0 {
-				break
-			}
-			if err := o.removeRows(tx, seqs, dropFull); err != nil {
-				return err
-			}
+		var err error
+		if over, err = o.evictKind(tx, kind, over, keep); err != nil {
+			return err
 		}
 	}
 	o.mu.Lock()
@@ -74,6 +42,48 @@ func (o *Outbox) makeRoomExcept(tx *sql.Tx, need, keep int64) error {
 		return fmt.Errorf("accept message: %w: nothing left to evict", ErrFull)
 	}
 	return nil
+}
+
+// evictKind removes rows of kind, oldest first, until over bytes are freed
+// (keep is never removed), and returns what is left of over.
+func (o *Outbox) evictKind(tx *sql.Tx, kind Kind, over, keep int64) (int64, error) {
+	// A cursor, not the head again: acknowledged rows waiting for their
+	// deferred delete stay where they are and are stepped over.
+	after := int64(-1 << 63)
+	for over > 0 {
+		rows, err := tx.Query(`SELECT seq, size FROM outbox_msg WHERE kind = ? AND seq <> ? AND seq > ? ORDER BY seq LIMIT 64`, int64(kind), keep, after)
+		if err != nil {
+			return over, fmt.Errorf("evict from outbox: %w", err)
+		}
+		var seqs []int64
+		n := 0
+		for rows.Next() && over > 0 {
+			n++
+			var seq int64
+			var sizeV any
+			if err := rows.Scan(&seq, &sizeV); err != nil {
+				continue // seq is the rowid: always an integer
+			}
+			after = seq
+			size := asInt(sizeV)
+			o.mu.Lock()
+			acked := o.deferredLocked(seq)
+			o.mu.Unlock()
+			if acked {
+				continue
+			}
+			seqs = append(seqs, seq)
+			over -= max(size, 1)
+		}
+		rows.Close()
+		if n == 0 {
+			break
+		}
+		if err := o.removeRows(tx, seqs, dropFull); err != nil {
+			return over, err
+		}
+	}
+	return over, nil
 }
 
 // deleteCorrupt removes an identity's unreadable reported rows.

@@ -38,8 +38,12 @@ func TestHelperProcess(t *testing.T) {
 		helperDrain(path)
 		return
 	}
-	mode := EveryMessage
-	if m := os.Getenv(helperModeEnv); m != "" {
+	mode, spillDir, roundTrip := EveryMessage, "", 5*time.Millisecond
+	if m := os.Getenv(helperModeEnv); m == "spill-log" {
+		// The spill log, with an uplink slow enough that much is spilled
+		// and acknowledged from the log.
+		mode, spillDir, roundTrip = Spill, path+".spill", 400*time.Millisecond
+	} else if m != "" {
 		var err error
 		if mode, err = ParseDurability(m); err != nil {
 			fmt.Fprintln(os.Stderr, err)
@@ -47,7 +51,7 @@ func TestHelperProcess(t *testing.T) {
 		}
 	}
 	o, err := Open(path, Options{Sync: SyncFull, Durability: mode, SpillAfter: helperSpillAfter, BatchEvery: 20 * time.Millisecond,
-		HeldFile: path + ".held"})
+		HeldFile: path + ".held", SpillDir: spillDir})
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(2)
@@ -105,7 +109,7 @@ func TestHelperProcess(t *testing.T) {
 					fmt.Fprintln(os.Stderr, err)
 					os.Exit(3)
 				}
-				<-time.After(5 * time.Millisecond) // the uplink's round trip
+				<-time.After(roundTrip) // the uplink's round trip
 			}
 		})
 		wg.Wait()
@@ -242,16 +246,26 @@ func TestCrashSpillBound(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts child processes")
 	}
+	t.Run("database", func(t *testing.T) { crashSpillBound(t, "spill") })
+	t.Run("spill log", func(t *testing.T) { crashSpillBound(t, "spill-log") })
+}
+
+// crashSpillBound is TestCrashSpillBound in one helper mode.
+func crashSpillBound(t *testing.T, mode string) {
 	path := filepath.Join(t.TempDir(), "gateway.db")
+	spillDir := ""
+	if mode == "spill-log" {
+		spillDir = path + ".spill"
+	}
 	r := rand.New(rand.NewPCG(uint64(os.Getpid()), 11))
 	// A spill commit is one fsync'd transaction; on a loaded CI box it can
 	// take a while, and entries stay in memory during it.
 	const commitSlack = 2 * time.Second
 	accepted := map[string]time.Time{}
 	delivered := map[string]bool{}
-	var lostTotal, countedBefore int64
+	var lostTotal, countedBefore, logged int64
 	for cycle := range 4 {
-		cmd, sc, stderr := startHelper(t, path, "spill")
+		cmd, sc, stderr := startHelper(t, path, mode)
 		killAt := 1000 + r.IntN(8000)
 		tels, killed := 0, false
 		var killTime time.Time
@@ -283,7 +297,7 @@ func TestCrashSpillBound(t *testing.T) {
 			t.Fatalf("cycle %d: helper exited by itself: %v\n%s", cycle, err, stderr.String())
 		}
 		// Restart: what is queued now, and what the outbox counts as lost.
-		o, err := Open(path, Options{Durability: Spill, SpillAfter: time.Hour, HeldFile: path + ".held"})
+		o, err := Open(path, Options{Durability: Spill, SpillAfter: time.Hour, HeldFile: path + ".held", SpillDir: spillDir})
 		if err != nil {
 			t.Fatalf("reopen after kill: %v", err)
 		}
@@ -325,11 +339,15 @@ func TestCrashSpillBound(t *testing.T) {
 				t.Fatalf("cycle %d: a message accepted %v before the kill was lost; bound %v (+%v for a spill commit)", cycle, age, helperSpillAfter, commitSlack)
 			}
 		}
+		logged += st.Logged
 		if counted < int64(len(lost)) {
 			t.Fatalf("cycle %d: %d messages lost, the restart counted %d", cycle, len(lost), counted)
 		}
 	}
 	t.Logf("%d lost over 4 kills, %d counted", lostTotal, countedBefore)
+	if spillDir != "" && logged == 0 {
+		t.Fatal("no restart found anything in the spill log: the slow uplink should have left some there")
+	}
 }
 
 // startHelper starts TestHelperProcess on the outbox at path in the given

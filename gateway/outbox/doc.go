@@ -1,6 +1,9 @@
 // Package outbox is the gateway's store-and-forward queue: telemetry and
 // reported-property patches for every identity the gateway speaks for, kept
-// in SQLite (WAL) until the hub acknowledged them.
+// in SQLite (WAL) until the hub acknowledged them. Under Spill durability
+// messages are held in memory and spilled, when the hub is slow or away,
+// to an append-only spill log (Options.SpillDir, spillog.go) or, without
+// one, to SQLite.
 //
 // # Durability
 //

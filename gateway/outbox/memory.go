@@ -1,15 +1,17 @@
 package outbox
 
 // Memory: under Spill durability, accepted messages are held here until the
-// hub acknowledges them, and spilled to SQLite in batches when they stay
-// unacknowledged for SpillAfter, when more than MemoryBytes are held, and at
-// Close.
+// hub acknowledges them, and spilled in batches (to the spill log, or to
+// SQLite without one) when they stay unacknowledged for SpillAfter, when
+// more than MemoryBytes are held, and at Close.
 
 import (
+	"cmp"
 	"context"
 	"database/sql"
 	"encoding/binary"
 	"fmt"
+	"math"
 	"os"
 	"slices"
 	"time"
@@ -68,9 +70,10 @@ type memEntry struct {
 	e        Entry
 	props    string
 	size     int64
-	spilling bool // a spill transaction holds a copy; an Ack must delete the row too
-	acked    bool // acked while spilling: the spill skips it if it has not inserted it yet
-	gone     bool // acked or spilled: skipped by the fifo
+	spilling bool   // a spill transaction holds a copy; an Ack must delete the row too
+	acked    bool   // acked while spilling: the spill skips it if it has not inserted it yet
+	gone     bool   // acked or spilled: skipped by the fifo
+	seg      uint64 // the spill log segment holding it (0: held in memory only)
 }
 
 // memQueue is the in-memory part of the queue. Its fields are guarded by
@@ -79,10 +82,13 @@ type memQueue struct {
 	bySeq map[int64]*memEntry
 	per   map[string][]*memEntry // per identity, in seq order
 	fifo  []*memEntry            // every entry in seq order (accept order); gone ones pruned from the head
-	bytes int64
-	n     int64
-	seq   int64 // last sequence number given out (above every row in the database)
-	poke  chan struct{}
+	bytes int64                  // held entries (not on disk): their accounted bytes
+	n     int64                  // and their number
+	seq   int64                  // last sequence number given out (above every row in the database)
+
+	logBytes int64 // logged entries kept in memory (spill log): accounted bytes
+	logN     int64 // and their number
+	poke     chan struct{}
 
 	lastAck   time.Time     // when an Ack last removed a held entry (the uplink is alive)
 	lastSpill time.Duration // how long the last spill took, queue wait and commit included
@@ -100,6 +106,26 @@ func (q *memQueue) add(m *memEntry) {
 	q.n++
 }
 
+// addLogged adds an entry read from the spill log, in sequence order.
+func (q *memQueue) addLogged(m *memEntry) {
+	q.bySeq[m.e.Seq] = m
+	l := q.per[m.e.Identity]
+	i, _ := slices.BinarySearchFunc(l, m.e.Seq, func(x *memEntry, seq int64) int { return cmp.Compare(x.e.Seq, seq) })
+	q.per[m.e.Identity] = slices.Insert(l, i, m)
+	q.logBytes += m.size
+	q.logN++
+}
+
+// toLogged marks a held entry as written to segment seg.
+func (q *memQueue) toLogged(m *memEntry, seg uint64) {
+	m.seg = seg
+	q.bytes -= m.size
+	q.n--
+	q.logBytes += m.size
+	q.logN++
+	q.pruneFifo()
+}
+
 func (q *memQueue) drop(m *memEntry) {
 	if m.gone {
 		return
@@ -115,9 +141,19 @@ func (q *memQueue) drop(m *memEntry) {
 	} else {
 		q.per[m.e.Identity] = l
 	}
+	if m.seg != 0 {
+		q.logBytes -= m.size
+		q.logN--
+		return
+	}
 	q.bytes -= m.size
 	q.n--
-	for len(q.fifo) > 0 && q.fifo[0].gone {
+	q.pruneFifo()
+}
+
+// pruneFifo drops acked, spilled and logged entries from the fifo's head.
+func (q *memQueue) pruneFifo() {
+	for len(q.fifo) > 0 && (q.fifo[0].gone || q.fifo[0].seg != 0) {
 		q.fifo[0] = nil
 		q.fifo = q.fifo[1:]
 	}
@@ -148,8 +184,8 @@ func (o *Outbox) acceptMem(ctx context.Context, p prepared) error {
 			if m.e.Kind != Reported {
 				continue
 			}
-			if m.spilling {
-				break
+			if m.spilling || m.seg != 0 {
+				break // a spill is copying it, or it is in the log: a new entry
 			}
 			prev, err := decodePatch(m.e.Body)
 			if err != nil {
@@ -208,6 +244,9 @@ func (o *Outbox) wakeDrainer() {
 // (keep < 0: no byte limit). Entries acknowledged while the transaction runs
 // are deleted again by their Ack.
 func (o *Outbox) spill(ctx context.Context, pick func(m *memEntry, now time.Time) bool, keep int64) error {
+	if o.slog != nil {
+		return o.spillToLog(ctx, pick, keep)
+	}
 	o.mu.Lock()
 	q := o.mem
 	now := o.opts.Now()
@@ -300,7 +339,7 @@ func (o *Outbox) spiller(ctx context.Context) {
 		wakeAge := bound - spillMargin(bound, o.mem.lastSpill)
 		next := time.Duration(-1)
 		for _, m := range o.mem.fifo {
-			if !m.gone && !m.spilling {
+			if !m.gone && !m.spilling && m.seg == 0 {
 				next = max(time.Until(m.e.AcceptedAt.Add(wakeAge)), 0)
 				break
 			}
@@ -396,17 +435,44 @@ func (o *Outbox) memNext(identity string, kind Kind, limit int) []Entry {
 	src := o.mem.fifo
 	if identity != "" {
 		src = o.mem.per[identity]
+	} else if o.slog != nil {
+		src = o.mem.all()
+	}
+	cut, expired := int64(math.MaxInt64), int64(math.MinInt64)
+	if o.slog != nil {
+		cut = o.slog.cutoffLocked()
+		if o.opts.TTL > 0 {
+			expired = o.opts.Now().Add(-o.opts.TTL).UnixNano()
+		}
 	}
 	var out []Entry
+	var old []*memEntry
 	for _, m := range src {
-		if len(out) >= limit {
+		if len(out) >= limit || m.e.Seq >= cut {
 			break
 		}
 		if m.gone || (kind != 0 && m.e.Kind != kind) {
 			continue
 		}
+		if m.seg != 0 && m.e.Kind == Telemetry && m.e.AcceptedAt.UnixNano() < expired {
+			old = append(old, m) // logged long ago: expired (held entries are younger than SpillAfter)
+			continue
+		}
 		out = append(out, m.e)
 	}
+	for _, m := range old {
+		o.removeLoggedLocked(m, dropTTL)
+	}
+	return out
+}
+
+// all returns every entry in memory, in sequence order.
+func (q *memQueue) all() []*memEntry {
+	out := make([]*memEntry, 0, len(q.bySeq))
+	for _, m := range q.bySeq {
+		out = append(out, m)
+	}
+	slices.SortFunc(out, func(a, b *memEntry) int { return cmp.Compare(a.e.Seq, b.e.Seq) })
 	return out
 }
 
@@ -426,8 +492,21 @@ func (o *Outbox) memAck(rs []Receipt, reason dropReason) []Receipt {
 			rest = append(rest, r)
 			continue
 		}
-		o.mem.drop(m)
 		o.mem.lastAck = time.Now()
+		if m.seg != 0 {
+			o.removeLoggedLocked(m, reason)
+			if o.slog.unloadedN > 0 {
+				o.slog.wake() // room for a segment to load, maybe
+			}
+			continue
+		}
+		o.mem.drop(m)
+		if m.spilling && o.slog != nil {
+			// The spill appending it records its removal if it wrote it.
+			m.acked = true
+			o.countLocked(reason)
+			continue
+		}
 		if m.spilling {
 			// The row may be committed: the database removal counts it if so,
 			// and the spill counts it if it skipped the entry. Its delete is

@@ -154,6 +154,7 @@ type Stats struct {
 	Memory       int64  // entries held in memory (Spill; included in Depth)
 	MemoryBytes  int64  // their accounted bytes (not included in Bytes, a disk figure)
 	Spilled      int64  // rows the spills inserted (a reported patch merged into a queued row adds none)
+	Logged       int64  // entries in the spill log (Options.SpillDir), in memory or not; included in Depth
 	AckDeferred  int64  // acknowledged telemetry rows whose delete is not committed yet
 	LostInMemory int64  // entries held in memory when a previous run ended without Close (a crash), summed over restarts; needs Options.HeldFile
 }
@@ -169,7 +170,17 @@ type Options struct {
 	Durability  Durability
 	SpillAfter  time.Duration // Spill: an unacknowledged message is spilled after this; default 2s
 	MemoryBytes int64         // Spill: bound on the accounted bytes held in memory; default 4 MiB
-	BatchEvery  time.Duration // Batched: commits at most this often; default 200ms
+	// SpillDir, when set, is the directory of the spill log: under Spill
+	// durability spilled entries are appended there (spillog.go) instead of
+	// inserted into SQLite, and up to MemoryBytes more of them stay in
+	// memory. Under the other modes, entries a spill log still holds are
+	// moved into the database at Open.
+	SpillDir string
+	// SpillRetireDir, when set, receives the spill log's segments once
+	// nothing in them is live, instead of their deletion: the soak test
+	// reads them back (ReadSpillLog) to know every message that was spilled.
+	SpillRetireDir string
+	BatchEvery     time.Duration // Batched: commits at most this often; default 200ms
 	// AckEvery and AckRows defer the deletes of acknowledged telemetry rows
 	// (Spill and Batched only; EveryMessage deletes in the Ack's commit):
 	// Ack hides the rows from Next at once and the deletes are committed
@@ -235,6 +246,10 @@ type Outbox struct {
 	notify chan struct{}       // poked after commits that accepted something
 
 	mem       *memQueue          // Spill only: entries held in memory (guarded by mu)
+	slog      *spillLog          // Spill with SpillDir: the spill log (accounting guarded by mu)
+	spillMu   sync.Mutex         // serialises the spill log's appends, loads and deletes
+	keepStop  chan struct{}      // stops the spill log's keeper
+	keepDone  chan struct{}      // closed when it returned
 	stopSpill context.CancelFunc // Spill only: stops the spiller
 	spillDone chan struct{}      // Spill only: closed when the spiller returned
 	closeOnce sync.Once
@@ -262,6 +277,25 @@ func (o *Outbox) Stats(ctx context.Context) (Stats, error) {
 		s.Reported += st.reported
 	}
 	s.Durability, s.Spilled, s.LostInMemory = o.opts.Durability.String(), o.c.spilled, o.c.lostCrash
+	var oldestLogged int64
+	if o.slog != nil {
+		s.Bytes += o.slog.liveBytes
+		s.Logged = o.slog.live
+		s.Telemetry += o.slog.unloadedN
+		for _, m := range o.mem.bySeq {
+			if m.seg == 0 {
+				continue
+			}
+			if m.e.Kind == Reported {
+				s.Reported++
+			} else {
+				s.Telemetry++
+			}
+			if a := m.e.AcceptedAt.UnixNano(); oldestLogged == 0 || a < oldestLogged {
+				oldestLogged = a
+			}
+		}
+	}
 	if o.acks != nil {
 		s.AckDeferred = int64(len(o.acks.rows))
 		s.Telemetry = max(s.Telemetry-s.AckDeferred, 0)
@@ -269,7 +303,7 @@ func (o *Outbox) Stats(ctx context.Context) (Stats, error) {
 	if o.mem != nil {
 		s.Memory, s.MemoryBytes = o.mem.n, o.mem.bytes
 		for _, m := range o.mem.fifo {
-			if m.gone {
+			if m.gone || m.seg != 0 {
 				continue
 			}
 			if m.e.Kind == Reported {
@@ -285,6 +319,9 @@ func (o *Outbox) Stats(ctx context.Context) (Stats, error) {
 		a, err := o.oldestAccepted(ctx)
 		if err != nil {
 			return s, err
+		}
+		if a == 0 || (oldestLogged != 0 && oldestLogged < a) {
+			a = oldestLogged
 		}
 		if a != 0 {
 			s.OldestAge = max(o.opts.Now().Sub(time.Unix(0, a)), 0)
@@ -310,6 +347,11 @@ func (o *Outbox) Pending() map[string]int64 {
 	if o.mem != nil {
 		for id, l := range o.mem.per {
 			out[id] += int64(len(l))
+		}
+		if o.slog != nil {
+			for id, n := range o.slog.unloadedPer {
+				out[id] += n
+			}
 		}
 	}
 	return out

@@ -194,6 +194,11 @@ func start(wr, rd *sql.DB, own bool, opts Options) (*Outbox, error) {
 		if err := wr.QueryRow(`SELECT COALESCE(MAX(seq), 0) FROM outbox_msg`).Scan(&o.mem.seq); err != nil {
 			return nil, fmt.Errorf("read outbox sequence: %w", err)
 		}
+		if opts.SpillDir != "" {
+			if err := o.openSpillLog(opts.SpillDir); err != nil {
+				return nil, err
+			}
+		}
 	}
 	o.w = groupcommit.Start(wr, groupcommit.Options{
 		MinInterval:     minInterval,
@@ -211,6 +216,15 @@ func start(wr, rd *sql.DB, own bool, opts Options) (*Outbox, error) {
 		ctx, cancel := context.WithCancel(context.Background())
 		o.stopSpill, o.spillDone = cancel, make(chan struct{})
 		go o.spiller(ctx)
+	}
+	if o.slog != nil {
+		o.keepStop, o.keepDone = make(chan struct{}), make(chan struct{})
+		go o.spillKeeper(o.keepStop, o.keepDone)
+	} else if opts.SpillDir != "" {
+		if err := o.importSpillLog(opts.SpillDir); err != nil {
+			o.w.Close()
+			return nil, err
+		}
 	}
 	if opts.Durability != EveryMessage {
 		// every_message keeps its promise of one commit per operation,
@@ -230,9 +244,22 @@ func (o *Outbox) Close() error {
 		if o.mem != nil {
 			o.stopSpill()
 			<-o.spillDone
-			// Stop path: whatever memory holds goes to the database.
+			if o.slog != nil {
+				close(o.keepStop)
+				<-o.keepDone
+			}
+			// Stop path: whatever memory holds goes to the disk.
 			if err := o.spillAll(context.Background()); err != nil {
 				o.log.Error("spill outbox at close", "error", err)
+			}
+			if o.slog != nil {
+				if err := o.maintainLog(true); err != nil {
+					o.log.Error("write outbox removals at close", "error", err)
+				}
+				_ = o.slog.log.Close()
+				if err := o.flushCounters(context.Background()); err != nil {
+					o.log.Error("save outbox counters at close", "error", err)
+				}
 			}
 		}
 		if o.acks != nil {
@@ -352,10 +379,30 @@ func (o *Outbox) saveCounters(tx *sql.Tx) {
 	if !changed {
 		return
 	}
-	if _, err := tx.Exec(`UPDATE outbox_counters SET accepted=?, merged=?, acked=?, rejected=?, dropped_full=?, dropped_ttl=?, dropped_corrupt=?, dropped_rejected=?, last_accepted=?, spilled=?, lost_crash=? WHERE one = 1`,
-		c.accepted, c.merged, c.acked, c.rejected, c.droppedFull, c.droppedTTL, c.droppedCorrupt, c.droppedReject, c.lastAccepted, c.spilled, c.lostCrash); err != nil {
+	if err := storeCounters(tx, c); err != nil {
 		o.log.Warn("save outbox counters", "error", err)
 	}
+}
+
+// flushCounters commits the counters now: under the spill log nothing else
+// may write to the database for a minute (the sweep).
+func (o *Outbox) flushCounters(ctx context.Context) error {
+	return o.write(ctx, "save outbox counters", func(tx *sql.Tx) error {
+		o.mu.Lock()
+		c := o.c
+		o.mu.Unlock()
+		return storeCounters(tx, c)
+	})
+}
+
+// storeCounters writes c into the counters row.
+func storeCounters(tx *sql.Tx, c counters) error {
+	_, err := tx.Exec(`UPDATE outbox_counters SET accepted=?, merged=?, acked=?, rejected=?, dropped_full=?, dropped_ttl=?, dropped_corrupt=?, dropped_rejected=?, last_accepted=?, spilled=?, lost_crash=? WHERE one = 1`,
+		c.accepted, c.merged, c.acked, c.rejected, c.droppedFull, c.droppedTTL, c.droppedCorrupt, c.droppedReject, c.lastAccepted, c.spilled, c.lostCrash)
+	if err != nil {
+		return fmt.Errorf("save outbox counters: %w", err)
+	}
+	return nil
 }
 
 // endBatch reloads memory when the batch failed to commit or left it in

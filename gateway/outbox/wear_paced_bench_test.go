@@ -18,33 +18,42 @@ import (
 // (on disk and held) per accepted message at the end. The outbox's fixed
 // 100 ms spacing of spill commits is not scaled, so a faster scale would
 // distort the spills.
+//
+// store=log spills to the spill log (Options.SpillDir, what the gateway
+// uses), store=database to SQLite.
 func BenchmarkWearPaced(b *testing.B) {
-	for _, idents := range []int{1, 50, 250} {
-		b.Run(fmt.Sprintf("identities=%d/down", idents), func(b *testing.B) {
-			for range b.N {
-				benchWearPaced(b, idents, true)
-			}
-		})
-	}
-	// Telemetry only: every spilled row is appended, none is updated in
-	// place, which is the case a rollback journal writes least for.
-	for _, idents := range []int{50, 250} {
-		b.Run(fmt.Sprintf("identities=%d/down/telemetry-only", idents), func(b *testing.B) {
-			for range b.N {
-				benchWearPaced(b, idents, false)
-			}
-		})
+	for _, store := range []string{"log", "database"} {
+		for _, idents := range []int{1, 50, 250} {
+			b.Run(fmt.Sprintf("store=%s/identities=%d/down", store, idents), func(b *testing.B) {
+				for range b.N {
+					benchWearPaced(b, idents, true, store == "log")
+				}
+			})
+		}
+		// Telemetry only: every spilled row is appended, none is updated in
+		// place, which is the case a rollback journal writes least for.
+		for _, idents := range []int{50, 250} {
+			b.Run(fmt.Sprintf("store=%s/identities=%d/down/telemetry-only", store, idents), func(b *testing.B) {
+				for range b.N {
+					benchWearPaced(b, idents, false, store == "log")
+				}
+			})
+		}
 	}
 }
 
-func benchWearPaced(b *testing.B, idents int, reported bool) {
+func benchWearPaced(b *testing.B, idents int, reported, spillLog bool) {
 	const (
 		scale = 4
 		poll  = time.Second / scale
 		run   = 60 * time.Second / scale
 	)
 	path := filepath.Join(b.TempDir(), "gateway.db")
-	o, err := Open(path, Options{Sync: SyncFull, Durability: Spill, SpillAfter: 2 * time.Second / scale, MaxBytes: 4 << 30, TTL: -1})
+	opts := Options{Sync: SyncFull, Durability: Spill, SpillAfter: 2 * time.Second / scale, MaxBytes: 4 << 30, TTL: -1}
+	if spillLog {
+		opts.SpillDir = path + ".spill"
+	}
+	o, err := Open(path, opts)
 	if err != nil {
 		b.Fatal(err)
 	}

@@ -51,6 +51,10 @@ var castagnoli = crc32.MakeTable(crc32.Castagnoli)
 // Options configure Open. Zero values take the defaults.
 type Options struct {
 	SegmentBytes int64 // Append starts a new segment once the current one holds this many bytes; default 1 MiB
+	// RetireDir, when set, is where Remove moves a segment instead of
+	// deleting it (created when missing; on the same file system). For
+	// tests that read back everything a log ever held.
+	RetireDir string
 }
 
 // Report says what Open found wrong and repaired.
@@ -65,6 +69,7 @@ type Log struct {
 	mu       sync.Mutex
 	dir      string
 	segBytes int64
+	retire   string   // Options.RetireDir
 	segs     []uint64 // oldest first; the last one is cur
 	cur      uint64
 	f        *os.File // cur, open for writing
@@ -115,7 +120,7 @@ func Open(dir string, opts Options) (*Log, Report, error) {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, rep, fmt.Errorf("seglog: create directory %s: %w", dir, err)
 	}
-	l := &Log{dir: dir, segBytes: opts.SegmentBytes}
+	l := &Log{dir: dir, segBytes: opts.SegmentBytes, retire: opts.RetireDir}
 	highest, err := l.loadSegments(&rep)
 	if err != nil {
 		return nil, rep, err
@@ -419,12 +424,23 @@ func (l *Log) Remove(seg uint64) error {
 	if i < 0 {
 		return fmt.Errorf("seglog: remove segment %s: %w", name, os.ErrNotExist)
 	}
-	if err := os.Remove(name); err != nil {
+	if err := l.removeFile(name); err != nil {
 		return fmt.Errorf("seglog: remove segment %s: %w", name, err)
 	}
 	l.segs = slices.Delete(l.segs, i, i+1)
 	l.dirDirty = true
 	return nil
+}
+
+// removeFile deletes a segment file, or moves it into RetireDir.
+func (l *Log) removeFile(name string) error {
+	if l.retire == "" {
+		return os.Remove(name)
+	}
+	if err := os.MkdirAll(l.retire, 0o700); err != nil {
+		return err
+	}
+	return os.Rename(name, filepath.Join(l.retire, filepath.Base(name)))
 }
 
 // Close closes the current segment file. It does not sync: call Sync first

@@ -540,3 +540,38 @@ func must(t *testing.T, err error) {
 		t.Fatal(err)
 	}
 }
+
+// TestRetireDir: with RetireDir, Remove moves the segment there, the log
+// no longer lists it, and ScanFile still reads its records.
+func TestRetireDir(t *testing.T) {
+	dir := t.TempDir()
+	retire := filepath.Join(t.TempDir(), "retired")
+	l, _, err := Open(dir, Options{SegmentBytes: 32, RetireDir: retire})
+	must(t, err)
+	defer l.Close()
+	for i := range 3 {
+		_, err := l.Append(record(i, 40))
+		must(t, err)
+	}
+	must(t, l.Remove(1))
+	if slices.Contains(l.Segments(), 1) {
+		t.Fatalf("segment 1 still listed: %v", l.Segments())
+	}
+	var got [][]byte
+	bad, err := ScanFile(filepath.Join(retire, segName(1)), func(rec []byte) error {
+		got = append(got, slices.Clone(rec))
+		return nil
+	})
+	must(t, err)
+	if bad != 0 || !equalRecs(got, [][]byte{record(0, 40)}) {
+		t.Fatalf("retired segment read %d records, %d bad", len(got), bad)
+	}
+	if _, err := ScanFile(filepath.Join(dir, "missing.seg"), nil); err == nil {
+		t.Fatal("ScanFile of a missing file succeeded")
+	}
+	junk := filepath.Join(t.TempDir(), "junk.seg")
+	must(t, os.WriteFile(junk, []byte("not a segment at all"), 0o600))
+	if _, err := ScanFile(junk, nil); err == nil || !strings.Contains(err.Error(), "bad header") {
+		t.Fatalf("ScanFile of junk = %v", err)
+	}
+}

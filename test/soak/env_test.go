@@ -141,6 +141,9 @@ func newEnv(t *testing.T) *env {
 		devices: []string{"pump-1", "pump-2", "pump-3", "pump-4"}}
 	e.hubDir = filepath.Join(e.dir, "hub")
 	e.dataDir = filepath.Join(e.dir, "gw-data")
+	// Spill log segments are kept, not deleted, so that account can read
+	// every message the gateway ever spilled (the log's witness).
+	t.Setenv("DROVER_TEST_SPILL_RETIRE", e.spillRetired())
 	e.mqttAddr, e.httpsAddr, e.api = reservePort(t), reservePort(t), reservePort(t)
 	e.upstream = e.mqttAddr
 	return e
@@ -328,6 +331,9 @@ func (e *env) installWitness() {
 		t.Fatalf("install witness trigger: %v", err)
 	}
 }
+
+// spillRetired is where the gateway moves spill log segments it is done with.
+func (e *env) spillRetired() string { return filepath.Join(e.dir, "spill-retired") }
 
 // startGateway runs `drover run` and waits for its local API.
 func (e *env) startGateway() {
