@@ -389,14 +389,16 @@ func (o *Outbox) maintainLog(sync bool) error {
 		o.mu.Lock()
 		c := o.c
 		o.mu.Unlock()
-		if _, err := sl.log.Append(encodeRemoval(nil, rm), encodeCounters(nil, c)); err != nil {
-			o.mu.Lock()
+		seg, err := sl.log.Append(encodeRemoval(nil, rm), encodeCounters(nil, c))
+		o.mu.Lock()
+		if err != nil {
 			sl.pendingRm = append(rm, sl.pendingRm...)
-			o.mu.Unlock()
 			errs = append(errs, fmt.Errorf("append outbox removals: %w", err))
 		} else {
+			sl.segment(seg) // the append may have started a segment
 			sl.unsyncedRm += len(rm)
 		}
+		o.mu.Unlock()
 	}
 	// Removals are not synced for their own sake (a lost one sends a
 	// message twice), but not more than AckRows of them: that bounds the

@@ -225,8 +225,10 @@ func TestSpillLog(t *testing.T) {
 		c.Add(2 * time.Minute)
 		fresh := acceptN(t, o, "dev-1", 5, 2)
 		sameIDs(t, "after the TTL", idsOf(next(t, o, "dev-1", 10)), fresh)
-		if st := stats(t, o); st.DroppedTTL != 5 || st.Logged != 0 {
-			t.Fatalf("stats %+v: want 5 expired", st)
+		// The test clock is far behind the spiller's, so the fresh two may
+		// be spilled too: only the count of expired ones is certain.
+		if st := stats(t, o); st.DroppedTTL != 5 || st.Depth != 2 {
+			t.Fatalf("stats %+v: want 5 expired, 2 queued", st)
 		}
 	})
 	t.Run("switching to batched moves the log into the database", func(t *testing.T) {

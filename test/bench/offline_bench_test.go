@@ -199,6 +199,20 @@ func field(m map[string]any, keys ...string) float64 {
 
 const backlogIDPrefix = "bl-"
 
+// backlogMessage is the i-th message of identity id's synthetic backlog,
+// produced every period from first on.
+func backlogMessage(id string, i int, first time.Time, every time.Duration) outbox.Message {
+	at := first.Add(time.Duration(i+1) * every)
+	body := fmt.Sprintf(`{"pressure":%.2f,"temperature":%.1f,"uptime":%d}`, 4.2+float64(i%30)/100, 18+float64(i%80)/10, i*int(every/time.Second))
+	props := iothubtopic.Properties{
+		{Name: iothubtopic.SysContentType, Value: "application/json"},
+		{Name: iothubtopic.SysContentEncoding, Value: "utf-8"},
+		{Name: "measuredAt", Value: at.UTC().Format(time.RFC3339Nano)},
+	}
+	return outbox.Message{Identity: id, Kind: outbox.Telemetry, Body: []byte(body), Props: props,
+		ProducedAt: at, ID: fmt.Sprintf("%s%s-%06d", backlogIDPrefix, id, i)}
+}
+
 // prefillBacklog accepts n synthetic telemetry messages into the stopped
 // gateway's outbox, spread evenly over the rig's devices, with produced times
 // one poll period apart ending now (one hour of production at the default
@@ -224,15 +238,7 @@ func (r *offlineRig) prefillBacklog(n int, every time.Duration) (rate float64, l
 		wg.Go(func() {
 			ctx := context.Background()
 			for i := range k {
-				at := first.Add(time.Duration(i+1) * every)
-				body := fmt.Sprintf(`{"pressure":%.2f,"temperature":%.1f,"uptime":%d}`, 4.2+float64(i%30)/100, 18+float64(i%80)/10, i*int(every/time.Second))
-				props := iothubtopic.Properties{
-					{Name: iothubtopic.SysContentType, Value: "application/json"},
-					{Name: iothubtopic.SysContentEncoding, Value: "utf-8"},
-					{Name: "measuredAt", Value: at.UTC().Format(time.RFC3339Nano)},
-				}
-				_, err := box.Accept(ctx, outbox.Message{Identity: id, Kind: outbox.Telemetry, Body: []byte(body), Props: props,
-					ProducedAt: at, ID: fmt.Sprintf("%s%s-%06d", backlogIDPrefix, id, i)})
+				_, err := box.Accept(ctx, backlogMessage(id, i, first, every))
 				if err != nil {
 					errs <- fmt.Errorf("accept backlog message %d of %s: %w", i, id, err)
 					return

@@ -9,6 +9,9 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/drover-iot/drover/gateway/config"
+	"github.com/drover-iot/drover/gateway/outbox"
 )
 
 // Knobs of BenchmarkFlashWear, all optional (defaults in brackets):
@@ -55,6 +58,7 @@ type wearSample struct {
 	bytes           float64 // outbox accounted bytes queued
 	depth           float64
 	db, wal         int64
+	spill           int64 // bytes in the spill log's segment files
 }
 
 func (r *offlineRig) wearSample() wearSample {
@@ -71,6 +75,12 @@ func (r *offlineRig) wearSample() wearSample {
 		accepted: field(st, "outbox", "Accepted"), merge: field(st, "outbox", "Merged"),
 		bytes: field(st, "outbox", "Bytes"), depth: field(st, "outbox", "Depth")}
 	s.db, s.wal = fileSizes(r.dataDir)
+	segs, _ := filepath.Glob(filepath.Join(r.dataDir, "outbox-spill", "*.seg"))
+	for _, f := range segs {
+		if fi, err := os.Stat(f); err == nil {
+			s.spill += fi.Size()
+		}
+	}
 	return s
 }
 
@@ -82,8 +92,8 @@ func (r *offlineRig) reportWear(phase string, n int, a, z wearSample) {
 	per := float64(written) / max(msgs, 1)
 	stored := (z.bytes - a.bytes) / max(msgs, 1)
 	b.Logf("wear %s, %d devices: %d bytes written in %.1fs for %.0f messages (%.0f reported patches merged): %.0f B/message; "+
-		"outbox accounted %+.0f B/message, depth %.0f→%.0f; gateway.db %d→%d B, WAL %d→%d B",
-		phase, n, written, z.at.Sub(a.at).Seconds(), msgs, z.merge-a.merge, per, stored, a.depth, z.depth, a.db, z.db, a.wal, z.wal)
+		"outbox accounted %+.0f B/message, depth %.0f→%.0f; gateway.db %d→%d B, WAL %d→%d B, spill log %d→%d B",
+		phase, n, written, z.at.Sub(a.at).Seconds(), msgs, z.merge-a.merge, per, stored, a.depth, z.depth, a.db, z.db, a.wal, z.wal, a.spill, z.spill)
 	b.ReportMetric(per, phase+"-B/msg")
 }
 
@@ -156,7 +166,12 @@ func flashWearRun(b *testing.B, n int, mode string, window, settle time.Duration
 		// A backlog of drainSecs of the fleet's production, written into the
 		// stopped gateway's outbox as BenchmarkOutboxDrainToHub does.
 		terminate(b, r.gw, "drover")
-		_, _, _, st := r.prefillBacklog(n*drainSecs, time.Second)
+		var st outbox.Stats
+		if mode == "" || mode == "spill" {
+			st = r.prefillSpillLog(n*drainSecs, time.Second)
+		} else {
+			_, _, _, st = r.prefillBacklog(n*drainSecs, time.Second)
+		}
 		r.startGateway("wear-drain")
 		r.waitAPI(60 * time.Second)
 		b.Logf("backlog: %d rows, %d accounted bytes", st.Depth, st.Bytes)
@@ -179,3 +194,35 @@ func flashWearRun(b *testing.B, n int, mode string, window, settle time.Duration
 // wait lets the system run for d: the measured windows are periods of
 // production, not synchronisation.
 func wait(d time.Duration) { time.Sleep(d) }
+
+// prefillSpillLog spills n synthetic telemetry messages into the stopped
+// gateway's spill log, as a long outage under spill durability leaves
+// them: in accept order, the identities interleaved, a spill whenever
+// memory_bytes are held and the rest at Close.
+func (r *offlineRig) prefillSpillLog(n int, every time.Duration) outbox.Stats {
+	b := r.b
+	box, err := outbox.Open(filepath.Join(r.dataDir, "gateway.db"), outbox.Options{Sync: outbox.SyncNormal, Durability: outbox.Spill,
+		SpillAfter: time.Hour, SpillDir: filepath.Join(r.dataDir, "outbox-spill"),
+		MaxBytes: int64(config.DefaultOutboxMaxBytes), TTL: config.DefaultOutboxTTL})
+	if err != nil {
+		b.Fatal(err)
+	}
+	per := (n + len(r.devices) - 1) / len(r.devices)
+	first := time.Now().Add(-time.Duration(per) * every)
+	ctx := context.Background()
+	for i := range per {
+		for _, id := range r.devices {
+			if _, err := box.Accept(ctx, backlogMessage(id, i, first, every)); err != nil {
+				b.Fatal(err)
+			}
+		}
+	}
+	st, err := box.Stats(ctx)
+	if err != nil {
+		b.Fatal(err)
+	}
+	if err := box.Close(); err != nil {
+		b.Fatal(err)
+	}
+	return st
+}
