@@ -10,7 +10,9 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math"
 	"os"
+	"sort"
 	"sync"
 	"time"
 
@@ -330,7 +332,11 @@ func (o *Outbox) Stats(ctx context.Context) (Stats, error) {
 	return s, nil
 }
 
-// Pending returns the identities with queued entries and their depth.
+// Pending returns the identities with entries Next can hand out now, and
+// how many. Entries of the spill log that wait on disk (and those queued
+// after them) are not counted until their segment is loaded, so the
+// Drainer does not poll identities that have nothing to send yet; the
+// load wakes it.
 func (o *Outbox) Pending() map[string]int64 {
 	o.mu.Lock()
 	defer o.mu.Unlock()
@@ -345,12 +351,14 @@ func (o *Outbox) Pending() map[string]int64 {
 		}
 	}
 	if o.mem != nil {
-		for id, l := range o.mem.per {
-			out[id] += int64(len(l))
-		}
+		cut := int64(math.MaxInt64)
 		if o.slog != nil {
-			for id, n := range o.slog.unloadedPer {
-				out[id] += n
+			cut = o.slog.cutoffLocked()
+		}
+		for id, l := range o.mem.per {
+			// l is in sequence order: the entries before the cutoff.
+			if n := sort.Search(len(l), func(i int) bool { return l[i].e.Seq >= cut }); n > 0 {
+				out[id] += int64(n)
 			}
 		}
 	}

@@ -318,3 +318,34 @@ func FuzzSpillRecord(f *testing.F) {
 		_, _ = decodeRemoval(rec)
 	})
 }
+
+// TestDrainerSpillLog drains a spill log larger than memory holds with the
+// Drainer: every identity's telemetry goes out once, in order, as segments
+// are loaded, and identities with nothing loaded are not polled (Pending
+// leaves them out until their segment is in memory).
+func TestDrainerSpillLog(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "gateway.db")
+	o := openLog(t, path, Options{SpillAfter: time.Hour, MemoryBytes: 16 << 10})
+	ids := []string{"a", "b", "c", "d", "e"}
+	fill(t, o, ids, 600)
+	if err := o.spillAll(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	total := int64(0)
+	for _, n := range o.Pending() {
+		total += n
+	}
+	if st := stats(t, o); total >= st.Depth || st.Depth != 3000 {
+		t.Fatalf("pending %d of depth %d: want the entries waiting on disk left out", total, st.Depth)
+	}
+	r := newRecorder(3000)
+	d := newDrainer(t, o, r, DrainerOptions{Batch: 32})
+	runDrainer(t, d, r)
+	checkFIFO(t, r.entries(), 600)
+	if st := stats(t, o); st.Depth != 0 || st.Logged != 0 {
+		t.Fatalf("after the drain %+v", st)
+	}
+	if ds := d.Stats(); ds.Sent != 3000 {
+		t.Fatalf("drainer sent %d, want 3000 (each once)", ds.Sent)
+	}
+}
