@@ -35,6 +35,9 @@ func renderStatus(w io.Writer, st localapi.Status) {
 		line := fmt.Sprintf("%d waiting, %s, %d dropped", o.Depth, bytesString(o.Bytes), o.Dropped)
 		if o.Durability != "" {
 			line += fmt.Sprintf("; durability %s, %d in memory", o.Durability, o.InMemory)
+			if o.InSpillLog > 0 {
+				line += fmt.Sprintf(", %d in the spill log", o.InSpillLog)
+			}
 		}
 		if o.LostInMemory > 0 {
 			line += fmt.Sprintf(", %d lost in memory by crashes", o.LostInMemory)

@@ -50,7 +50,7 @@ func (b backend) Status(ctx context.Context) (localapi.Status, error) {
 		if os, err := d.box.Stats(ctx); err == nil {
 			st.Outbox = &localapi.OutboxStatus{Depth: int(os.Depth), Bytes: os.Bytes,
 				Dropped:    uint64(os.DroppedFull + os.DroppedTTL + os.DroppedCorrupt + os.DroppedRejected),
-				Durability: os.Durability, InMemory: int(os.Memory), LostInMemory: os.LostInMemory}
+				Durability: os.Durability, InMemory: int(os.Memory), InSpillLog: os.Logged, LostInMemory: os.LostInMemory}
 		}
 	}
 	if w, err := d.wear.sample(d.now()); err == nil {

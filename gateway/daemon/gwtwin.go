@@ -69,7 +69,7 @@ func (d *Daemon) reportGateway() {
 			rep["outbox"] = map[string]any{"depth": st.Depth, "bytes": st.Bytes, "oldestAgeSeconds": int64(st.OldestAge.Seconds()),
 				"accepted": st.Accepted, "acked": st.Acked, "dropped": map[string]any{"full": st.DroppedFull, "ttl": st.DroppedTTL,
 					"corrupt": st.DroppedCorrupt, "rejected": st.DroppedRejected},
-				"durability": st.Durability, "inMemory": st.Memory, "spilled": st.Spilled, "lostInMemory": st.LostInMemory}
+				"durability": st.Durability, "inMemory": st.Memory, "spilled": st.Spilled, "inSpillLog": st.Logged, "lostInMemory": st.LostInMemory}
 		}
 	}
 	d.gw.Report(rep)

@@ -131,6 +131,7 @@ type OutboxStatus struct {
 
 	Durability   string `json:"durability,omitempty"`   // spill | batched | every_message
 	InMemory     int    `json:"inMemory,omitempty"`     // of Depth, held in memory (spill)
+	InSpillLog   int64  `json:"inSpillLog,omitempty"`   // of Depth, in the spill log on disk (spill)
 	LostInMemory int64  `json:"lostInMemory,omitempty"` // held in memory when an earlier run crashed
 }
 
