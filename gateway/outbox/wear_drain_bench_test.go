@@ -17,11 +17,13 @@ import (
 // the standard machine: unpaced, concurrent turns end together and share
 // commits, which hides the per-commit cost. The backlog (wearDrainRows telemetry rows,
 // interleaved over the identities as concurrent producers leave them) is
-// written with every_message durability and not measured; the drain runs
+// written with every_message durability (spill-log: spilled to the log)
+// and not measured; the drain runs
 // under each durability mode with the daemon's Drainer defaults. SyncFull,
-// as the gateway.
+// as the gateway. spill-log is Spill with a spill log (what the gateway
+// runs): its backlog is spilled there, as an outage leaves it.
 func BenchmarkWearDrain(b *testing.B) {
-	for _, mode := range []Durability{EveryMessage, Batched, Spill} {
+	for _, mode := range []string{"every_message", "batched", "spill", "spill-log"} {
 		for _, idents := range []int{1, 50, 250} {
 			b.Run(fmt.Sprintf("%s/identities=%d", mode, idents), func(b *testing.B) {
 				for range b.N {
@@ -37,9 +39,22 @@ const (
 	wearDrainRate = 1000
 )
 
-func benchWearDrain(b *testing.B, mode Durability, idents int) {
+func benchWearDrain(b *testing.B, mode string, idents int) {
 	path := filepath.Join(b.TempDir(), "gateway.db")
-	o, err := Open(path, Options{Sync: SyncFull, MaxBytes: 4 << 30, TTL: -1})
+	opts := Options{Sync: SyncFull, MaxBytes: 4 << 30, TTL: -1}
+	if mode == "spill-log" {
+		opts.Durability, opts.SpillAfter, opts.SpillDir = Spill, time.Hour, path+".spill"
+	} else {
+		var err error
+		if opts.Durability, err = ParseDurability(mode); err != nil {
+			b.Fatal(err)
+		}
+	}
+	fill := opts
+	if mode != "spill-log" {
+		fill.Durability = EveryMessage
+	}
+	o, err := Open(path, fill)
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -61,7 +76,7 @@ func benchWearDrain(b *testing.B, mode Durability, idents int) {
 	if err := o.Close(); err != nil {
 		b.Fatal(err)
 	}
-	o, err = Open(path, Options{Sync: SyncFull, Durability: mode, MaxBytes: 4 << 30, TTL: -1})
+	o, err = Open(path, opts)
 	if err != nil {
 		b.Fatal(err)
 	}

@@ -19,6 +19,7 @@ import (
 //	DROVER_BENCH_WEAR_DEVICES  comma-separated fleet sizes [1,50,250]
 //	DROVER_BENCH_WEAR_MODE     outbox.durability to configure; empty leaves the key out
 //	                           (the default of the build under test) []
+//	DROVER_BENCH_WEAR_SPILL_AFTER  outbox.spill_after to configure; empty leaves it out []
 //	DROVER_BENCH_WEAR_WINDOW   length of each measured window [30s]
 //	DROVER_BENCH_WEAR_SETTLE   time after all devices are connected, before measuring [10s]
 //	DROVER_BENCH_WEAR_DRAIN    backlog for the drain phase, in seconds of production of the
@@ -131,12 +132,19 @@ func BenchmarkFlashWear(b *testing.B) {
 
 func flashWearRun(b *testing.B, n int, mode string, window, settle time.Duration) {
 	r := newOfflineRig(b, "gw-wear", n, min(n, 50), time.Second, 10_000_000)
+	var outboxKeys string
 	if mode != "" {
+		outboxKeys += "  durability: " + mode + "\n"
+	}
+	if v := os.Getenv("DROVER_BENCH_WEAR_SPILL_AFTER"); v != "" {
+		outboxKeys += "  spill_after: " + v + "\n"
+	}
+	if outboxKeys != "" {
 		raw, err := os.ReadFile(r.cfgPath)
 		if err != nil {
 			b.Fatal(err)
 		}
-		writeFile(b, r.cfgPath, string(raw)+"outbox:\n  durability: "+mode+"\n")
+		writeFile(b, r.cfgPath, string(raw)+"outbox:\n"+outboxKeys)
 	}
 	r.startGateway("wear")
 	r.waitAPI(60 * time.Second)
@@ -174,7 +182,7 @@ func flashWearRun(b *testing.B, n int, mode string, window, settle time.Duration
 		}
 		r.startGateway("wear-drain")
 		r.waitAPI(60 * time.Second)
-		b.Logf("backlog: %d rows, %d accounted bytes", st.Depth, st.Bytes)
+		b.Logf("backlog: %d rows, %d accounted bytes", st.Depth, st.Bytes+st.MemoryBytes)
 	}
 	a = r.wearSample()
 	r.startHub()
