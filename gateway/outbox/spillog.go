@@ -192,11 +192,7 @@ func (o *Outbox) replayEntries(removed []int64) error {
 				q.addLogged(m)
 				return nil
 			}
-			st.unloaded = append(st.unloaded, m.e.Seq)
-			st.unloadedPer[m.e.Identity]++
-			st.unloadedBytes += m.size
-			sl.unloadedPer[m.e.Identity]++
-			sl.unloadedN++
+			sl.markUnloaded(st, m)
 			return nil
 		})
 		if err != nil {
@@ -283,14 +279,7 @@ func (o *Outbox) loadSegment(atOpen bool) (bool, error) {
 	}
 	o.mu.Lock()
 	defer o.mu.Unlock()
-	for id, n := range st.unloadedPer {
-		sl.unloadedPer[id] -= n
-		if sl.unloadedPer[id] <= 0 {
-			delete(sl.unloadedPer, id)
-		}
-		sl.unloadedN -= n
-	}
-	st.unloaded, st.unloadedPer, st.unloadedBytes, st.loaded = nil, map[string]int64{}, 0, true
+	sl.clearUnloaded(st)
 	for _, m := range got {
 		if m.e.AcceptedAt.UnixNano() < cutoff {
 			o.removeLoggedLocked(m, dropTTL)
@@ -327,11 +316,7 @@ func (o *Outbox) unloadLocked() {
 				continue
 			}
 			q.drop(m)
-			st.unloaded = append(st.unloaded, m.e.Seq)
-			st.unloadedPer[m.e.Identity]++
-			st.unloadedBytes += m.size
-			sl.unloadedPer[m.e.Identity]++
-			sl.unloadedN++
+			sl.markUnloaded(st, m)
 		}
 		slices.Sort(st.unloaded)
 		st.loaded = false
@@ -769,11 +754,28 @@ func (o *Outbox) logSpilledLocked(m *memEntry, seg uint64, st *segState) {
 		return
 	}
 	q.drop(m)
+	sl.markUnloaded(st, m)
+}
+
+// markUnloaded counts a live telemetry entry of st that is not in memory.
+func (sl *spillLog) markUnloaded(st *segState, m *memEntry) {
 	st.unloaded = append(st.unloaded, m.e.Seq)
 	st.unloadedPer[m.e.Identity]++
 	st.unloadedBytes += m.size
 	sl.unloadedPer[m.e.Identity]++
 	sl.unloadedN++
+}
+
+// clearUnloaded forgets st's entries that are not in memory (loaded, or
+// evicted) and marks it loaded.
+func (sl *spillLog) clearUnloaded(st *segState) {
+	for id, n := range st.unloadedPer {
+		if sl.unloadedPer[id] -= n; sl.unloadedPer[id] <= 0 {
+			delete(sl.unloadedPer, id)
+		}
+		sl.unloadedN -= n
+	}
+	st.unloaded, st.unloadedPer, st.unloadedBytes, st.loaded = nil, map[string]int64{}, 0, true
 }
 
 // logRoom makes room under MaxBytes for need more bytes in the log, as the
@@ -822,13 +824,7 @@ func (o *Outbox) logRoom(ctx context.Context, need int64) error {
 		st.live -= n
 		st.liveBytes -= st.unloadedBytes
 		o.c.droppedFull += n
-		for id, k := range st.unloadedPer {
-			if sl.unloadedPer[id] -= k; sl.unloadedPer[id] <= 0 {
-				delete(sl.unloadedPer, id)
-			}
-		}
-		sl.unloadedN -= n
-		st.unloaded, st.unloadedPer, st.unloadedBytes, st.loaded = nil, map[string]int64{}, 0, true
+		sl.clearUnloaded(st)
 		o.log.Debug("evicted an unloaded outbox spill segment", "segment", seg, "entries", n)
 	}
 	if left = o.evictLoggedLocked(Reported, left); left > 0 {
