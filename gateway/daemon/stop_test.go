@@ -119,7 +119,9 @@ devices:
 		}
 	}
 	db := filepath.Join(dir, "data", "gateway.db")
-	box, err := outbox.Open(db, outbox.Options{})
+	// A graceful stop spills what is unacknowledged to the spill log;
+	// opening with its directory reads it back (into SQLite, this mode).
+	box, err := outbox.Open(db, outbox.Options{SpillDir: filepath.Join(dir, "data", "outbox-spill")})
 	if err != nil {
 		t.Fatal(err)
 	}
