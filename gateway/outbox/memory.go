@@ -88,6 +88,7 @@ type memQueue struct {
 
 	logBytes int64 // logged entries kept in memory (spill log): accounted bytes
 	logN     int64 // and their number
+	logTel   int64 // how many of them are telemetry (reported entries stay in memory whatever the bound)
 	poke     chan struct{}
 
 	lastAck   time.Time     // when an Ack last removed a held entry (the uplink is alive)
@@ -112,8 +113,16 @@ func (q *memQueue) addLogged(m *memEntry) {
 	l := q.per[m.e.Identity]
 	i, _ := slices.BinarySearchFunc(l, m.e.Seq, func(x *memEntry, seq int64) int { return cmp.Compare(x.e.Seq, seq) })
 	q.per[m.e.Identity] = slices.Insert(l, i, m)
-	q.logBytes += m.size
-	q.logN++
+	q.countLogged(m, 1)
+}
+
+// countLogged adds d entries like m to the logged-in-memory accounting.
+func (q *memQueue) countLogged(m *memEntry, d int64) {
+	q.logBytes += d * m.size
+	q.logN += d
+	if m.e.Kind == Telemetry {
+		q.logTel += d
+	}
 }
 
 // toLogged marks a held entry as written to segment seg.
@@ -121,8 +130,7 @@ func (q *memQueue) toLogged(m *memEntry, seg uint64) {
 	m.seg = seg
 	q.bytes -= m.size
 	q.n--
-	q.logBytes += m.size
-	q.logN++
+	q.countLogged(m, 1)
 	q.pruneFifo()
 }
 
@@ -142,8 +150,7 @@ func (q *memQueue) drop(m *memEntry) {
 		q.per[m.e.Identity] = l
 	}
 	if m.seg != 0 {
-		q.logBytes -= m.size
-		q.logN--
+		q.countLogged(m, -1)
 		return
 	}
 	q.bytes -= m.size

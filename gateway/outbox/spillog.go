@@ -241,13 +241,19 @@ func (sl *spillLog) firstUnloaded() (uint64, *segState) {
 }
 
 // loadSegment loads the oldest unloaded segment when memory has room for
-// its telemetry (always when force and nothing logged is in memory) and
+// its telemetry, or when no logged telemetry is in memory at all, and
 // reports whether it loaded one. Expired telemetry is removed as it is read.
+//
+// The second case keeps the drain going: with no logged telemetry in
+// memory nothing below the cutoff can be handed out and acknowledged to
+// make room, so a segment larger than the room left (memory_bytes lowered
+// since it was written, or the logged reported patches kept in memory)
+// would otherwise never load and the queue would stall.
 func (o *Outbox) loadSegment(atOpen bool) (bool, error) {
 	sl, q := o.slog, o.mem
 	o.mu.Lock()
 	seg, st := sl.firstUnloaded()
-	if st == nil || (q.logBytes > 0 && q.logBytes+st.unloadedBytes > o.opts.MemoryBytes) {
+	if st == nil || (q.logTel > 0 && q.logBytes+st.unloadedBytes > o.opts.MemoryBytes) {
 		o.mu.Unlock()
 		return false, nil
 	}

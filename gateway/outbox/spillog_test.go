@@ -200,6 +200,27 @@ func TestSpillLog(t *testing.T) {
 		got := drainAll(t, o, []string{"dev-1"})
 		sameIDs(t, "after reopen", got["dev-1"], want[500:])
 	})
+	t.Run("a segment larger than memory_bytes still drains after memory_bytes is lowered", func(t *testing.T) {
+		// Written with a large bound, one spill makes one segment far larger
+		// than the bound it is read back with; the logged reported patch is
+		// kept in memory whatever the bound. The segment must load anyway.
+		path := filepath.Join(t.TempDir(), "gateway.db")
+		o := openLog(t, path, Options{SpillAfter: time.Hour, MemoryBytes: 4 << 20})
+		accept(t, o, rep("dev-1", `{"fw":"1.0"}`))
+		want := acceptN(t, o, "dev-1", 0, 3000)
+		if err := o.Close(); err != nil {
+			t.Fatal(err)
+		}
+		o = openLog(t, path, Options{SpillAfter: time.Hour, MemoryBytes: 16 << 10})
+		if es := next(t, o, "dev-1", 10); len(es) != 10 {
+			t.Fatalf("after reopen with a smaller bound Next handed out %d entries, want 10: the queue is stuck behind an unloaded segment (%+v)", len(es), stats(t, o))
+		}
+		got := drainAll(t, o, []string{"dev-1"})
+		if n := len(got["dev-1"]); n != 3001 {
+			t.Fatalf("drained %d entries, want the reported patch and 3000 telemetry", n)
+		}
+		sameIDs(t, "telemetry after reopen", got["dev-1"][1:], want)
+	})
 	t.Run("over MaxBytes the oldest logged telemetry is evicted", func(t *testing.T) {
 		path := filepath.Join(t.TempDir(), "gateway.db")
 		o := openLog(t, path, Options{SpillAfter: time.Hour, MaxBytes: 20 << 10, MemoryBytes: 8 << 10})
