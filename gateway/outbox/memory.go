@@ -87,7 +87,6 @@ type memQueue struct {
 	seq   int64                  // last sequence number given out (above every row in the database)
 
 	logBytes int64 // logged entries kept in memory (spill log): accounted bytes
-	logN     int64 // and their number
 	logTel   int64 // how many of them are telemetry (reported entries stay in memory whatever the bound)
 	poke     chan struct{}
 
@@ -119,7 +118,6 @@ func (q *memQueue) addLogged(m *memEntry) {
 // countLogged adds d entries like m to the logged-in-memory accounting.
 func (q *memQueue) countLogged(m *memEntry, d int64) {
 	q.logBytes += d * m.size
-	q.logN += d
 	if m.e.Kind == Telemetry {
 		q.logTel += d
 	}
